@@ -1,0 +1,131 @@
+// The Backend table: every op the model code needs, filled once by the CPU backend (addon/cpu/, the
+// readable reference) and once by the CUDA backend (cuda/). Model code (addon/models/) calls only these.
+//
+// Shape glossary (also in cuda/NOTES.md): T tokens in the step, B sequences, H query heads, Hkv KV heads,
+// D head dim, P page size, L layers, E experts, K top-k, V vocab, C hidden size, I intermediate size,
+// N/K matmul output/input features, R rows gathered for logits.
+//
+// Activations and the KV cache are in the backend's activation dtype (`Backend::act_dtype`: f32 on the CPU,
+// bf16 on CUDA); weights keep the checkpoint's dtype (WeightRef). Buffers are device pointers of the backend.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace sgl {
+
+enum class DType : int32_t { F32 = 0, BF16 = 1, F16 = 2, I32 = 3, I64 = 4, U8 = 5, BOOL = 6 };
+
+size_t dtype_size(DType t);
+const char* dtype_name(DType t);
+
+// A read-only weight in its stored dtype (memory-mapped on the CPU, uploaded on CUDA).
+struct WeightRef {
+  const void* data = nullptr;  // null = absent (e.g. no bias)
+  DType dtype = DType::F32;
+};
+
+struct EmbedParams {
+  const int32_t* ids;  // [T] token ids (host-visible on CPU, device on CUDA)
+  WeightRef table;     // [V, C]
+  void* out;           // [T, C]
+  int32_t T, C;
+};
+
+// y = x · Wᵀ (+ bias). W is stored as torch.nn.Linear keeps it: [N, K] row-major.
+struct MatmulParams {
+  const void* x;  // [T, K]
+  WeightRef w;    // [N, K]
+  WeightRef bias; // [N] or absent
+  void* y;        // [T, N]
+  int32_t T, K, N;
+};
+
+// With residual: residual += x (in place), out = rmsnorm(residual) * w. Without: out = rmsnorm(x) * w.
+// out may alias x (with or without residual): each row is read fully before it is written.
+struct RmsNormParams {
+  const void* x;   // [T, C]
+  void* residual;  // [T, C] or null
+  void* out;       // [T, C]
+  WeightRef w;     // [C]
+  int32_t T, C;
+  float eps;
+};
+
+// Rotary embedding in place, HF "rotate_half" layout: pairs (i, i + D/2) of each head.
+struct RopeParams {
+  void* q;                   // [T, H, D]
+  void* k;                   // [T, Hkv, D]
+  const int32_t* positions;  // [T]
+  const float* inv_freq;     // [D/2] (llama3 scaling already applied)
+  int32_t T, H, Hkv, D;
+};
+
+// Writes this step's K/V into the paged cache: token t goes to slot slots[t] = page * P + offset.
+struct KvStoreParams {
+  const void* k;         // [T, Hkv, D]
+  const void* v;         // [T, Hkv, D]
+  void* k_cache;         // [num_pages, P, Hkv, D] of one layer
+  void* v_cache;         // [num_pages, P, Hkv, D] of one layer
+  const int32_t* slots;  // [T]
+  int32_t T, Hkv, D;
+};
+
+// Varlen paged attention (FlashInfer-style CSR page table). Sequence b owns query tokens
+// [qo_indptr[b], qo_indptr[b+1]) of the step and kv_lens[b] cached tokens (this step's included), held in
+// pages kv_page_indices[kv_indptr[b] .. kv_indptr[b+1]). Its queries are the LAST q_len positions, so query
+// i sits at position kv_len - q_len + i and, when causal, sees kv positions <= that.
+struct AttentionParams {
+  const void* q;                   // [T, H, D]
+  const void* k_cache;             // [num_pages, P, Hkv, D]
+  const void* v_cache;             // [num_pages, P, Hkv, D]
+  void* out;                       // [T, H, D]
+  const int32_t* qo_indptr;        // [B + 1]
+  const int32_t* kv_indptr;        // [B + 1]
+  const int32_t* kv_page_indices;  // [kv_indptr[B]]
+  const int32_t* kv_lens;          // [B]
+  int32_t B, T, H, Hkv, D, P;
+  float scale;  // softmax scale, usually 1/sqrt(D)
+  bool causal;
+};
+
+// out = silu(gate) * up
+struct SiluMulParams {
+  const void* gate;  // [T, I]
+  const void* up;    // [T, I]
+  void* out;         // [T, I]
+  int32_t T, I;
+};
+
+// dst[r] = src[rows[r]]
+struct GatherRowsParams {
+  const void* src;      // [T, C]
+  const int32_t* rows;  // [R]
+  void* dst;            // [R, C]
+  int32_t R, C;
+};
+
+struct Backend {
+  const char* name;
+  DType act_dtype;
+  void* (*alloc)(size_t bytes);
+  void (*free)(void* p);
+  void (*upload)(void* dst, const void* src, size_t bytes);    // host -> device
+  void (*download)(void* dst, const void* src, size_t bytes);  // device -> host
+  void (*memset_zero)(void* dst, size_t bytes);
+  void (*sync)();
+
+  void (*embed)(const EmbedParams&);
+  void (*matmul)(const MatmulParams&);
+  void (*rms_norm)(const RmsNormParams&);
+  void (*rope)(const RopeParams&);
+  void (*kv_store)(const KvStoreParams&);
+  void (*attention)(const AttentionParams&);
+  void (*silu_mul)(const SiluMulParams&);
+  void (*gather_rows)(const GatherRowsParams&);
+  // logits stay in f32 whatever the activation dtype: [R, V]
+  void (*to_f32)(const void* src, float* dst_host, size_t n);
+};
+
+const Backend& cpu_backend();
+
+}  // namespace sgl

@@ -1,0 +1,53 @@
+// The CPU Backend table: f32 activations and KV cache in host memory, weights read in place.
+#include <cstdlib>
+#include <cstring>
+
+#include "backend/backend.h"
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+
+namespace sgl {
+
+namespace {
+
+void* cpu_alloc(size_t bytes) {
+  // 64-byte aligned (one cache line / one zmm); aligned_alloc wants a multiple of the alignment.
+  size_t n = (bytes + 63) & ~size_t(63);
+  return std::aligned_alloc(64, n ? n : 64);
+}
+
+void cpu_free(void* p) { std::free(p); }
+void cpu_copy(void* dst, const void* src, size_t bytes) {
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+void cpu_memset_zero(void* dst, size_t bytes) {
+  if (bytes) std::memset(dst, 0, bytes);
+}
+void cpu_sync() {}
+
+}  // namespace
+
+const Backend& cpu_backend() {
+  static const Backend b = {
+      "cpu",
+      DType::F32,
+      cpu_alloc,
+      cpu_free,
+      cpu_copy,  // upload
+      cpu_copy,  // download
+      cpu_memset_zero,
+      cpu_sync,
+      embed_cpu,
+      matmul_cpu,
+      rms_norm_cpu,
+      rope_cpu,
+      kv_store_cpu,
+      attention_cpu,
+      silu_mul_cpu,
+      gather_rows_cpu,
+      to_f32_cpu,
+  };
+  return b;
+}
+
+}  // namespace sgl

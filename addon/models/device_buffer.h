@@ -1,0 +1,41 @@
+// A growable scratch buffer in a backend's memory (activations, step metadata).
+#pragma once
+#include <cstddef>
+#include <stdexcept>
+
+#include "backend/backend.h"
+
+namespace sgl {
+
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(const Backend& b) : backend_(&b) {}
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+  void* ensure(size_t bytes) {
+    if (bytes > cap_) {
+      reset();
+      size_t want = bytes + bytes / 2;  // grow with headroom: step sizes vary
+      ptr_ = backend_->alloc(want);
+      if (!ptr_) throw std::runtime_error("out of memory: scratch buffer of " + std::to_string(want) + " bytes");
+      cap_ = want;
+    }
+    return ptr_;
+  }
+  template <class T>
+  T* as(size_t count) { return static_cast<T*>(ensure(count * sizeof(T))); }
+  void reset() {
+    if (ptr_) backend_->free(ptr_);
+    ptr_ = nullptr;
+    cap_ = 0;
+  }
+
+ private:
+  const Backend* backend_;
+  void* ptr_ = nullptr;
+  size_t cap_ = 0;
+};
+
+}  // namespace sgl

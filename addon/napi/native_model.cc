@@ -1,0 +1,129 @@
+#include "napi/native_model.h"
+
+#include <memory>
+
+#include "backend/backend.h"
+#include "kv/kv_cache.h"
+#include "models/model.h"
+#include "napi/napi_util.h"
+
+namespace sgl {
+namespace {
+
+class NativeModel : public Napi::ObjectWrap<NativeModel> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod("info", &NativeModel::info), InstanceMethod("forward", &NativeModel::forward),
+                        InstanceMethod("close", &NativeModel::close)});
+  }
+
+  explicit NativeModel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeModel>(info) {
+    Napi::Object opts = arg_object(info, 0, "options");
+    std::string dir = prop_string(opts, "modelPath");
+    int num_pages = int(prop_int(opts, "numPages", 0, true));
+    int page_size = int(prop_int(opts, "pageSize", 1));
+    const Backend& be = cpu_backend();
+    try {
+      config_ = std::make_unique<ModelConfig>(model_config_load(dir));
+      ckpt_ = std::make_unique<Checkpoint>(dir);
+      model_ = model_create(*config_, *ckpt_, be);
+      kv_ = std::make_unique<KvCache>(be, config_->num_layers, num_pages, page_size, config_->num_kv_heads,
+                                      config_->head_dim);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(info.Env(), e.what());
+    }
+  }
+
+ private:
+  std::unique_ptr<ModelConfig> config_;
+  std::unique_ptr<Checkpoint> ckpt_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<KvCache> kv_;
+
+  void check_open(Napi::Env env) {
+    if (!model_) throw Napi::Error::New(env, "model is closed");
+  }
+
+  Napi::Value info(const Napi::CallbackInfo& info) {
+    check_open(info.Env());
+    Napi::Env env = info.Env();
+    const ModelConfig& c = *config_;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("architecture", c.architecture);
+    Napi::Array archs = Napi::Array::New(env, c.architectures.size());
+    for (size_t i = 0; i < c.architectures.size(); i++) archs.Set(uint32_t(i), c.architectures[i]);
+    o.Set("architectures", archs);
+    o.Set("modelType", c.model_type);
+    o.Set("dtype", c.dtype);
+    o.Set("hiddenSize", c.hidden_size);
+    o.Set("intermediateSize", c.intermediate_size);
+    o.Set("numLayers", c.num_layers);
+    o.Set("numHeads", c.num_heads);
+    o.Set("numKvHeads", c.num_kv_heads);
+    o.Set("headDim", c.head_dim);
+    o.Set("vocabSize", c.vocab_size);
+    o.Set("contextLength", c.max_position_embeddings);
+    o.Set("bosTokenId", double(c.bos_token_id));
+    o.Set("padTokenId", double(c.pad_token_id));
+    Napi::Array eos = Napi::Array::New(env, c.eos_token_ids.size());
+    for (size_t i = 0; i < c.eos_token_ids.size(); i++) eos.Set(uint32_t(i), double(c.eos_token_ids[i]));
+    o.Set("eosTokenIds", eos);
+    o.Set("ropeType", c.rope.type);
+    o.Set("ropeTheta", c.rope.theta);
+    o.Set("tieWordEmbeddings", c.tie_word_embeddings);
+    o.Set("configJson", c.raw.dump());
+    o.Set("generationConfigJson", c.generation.is_null() ? env.Null() : Napi::String::New(env, c.generation.dump()));
+    o.Set("weightBytes", double(ckpt_->total_bytes()));
+    o.Set("kvBytes", double(kv_->bytes()));
+    o.Set("numPages", kv_->num_pages());
+    o.Set("pageSize", kv_->page_size());
+    o.Set("backend", cpu_backend().name);
+    return o;
+  }
+
+  // forward({tokenIds, qoIndptr, kvIndptr, kvPageIndices, kvLens, logitRows}) -> Float32Array [R * V]
+  Napi::Value forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    check_open(env);
+    Napi::Object o = arg_object(info, 0, "batch");
+    Napi::Int32Array ids = prop_i32(o, "tokenIds"), qo = prop_i32(o, "qoIndptr"), kvp = prop_i32(o, "kvIndptr"),
+                     pages = prop_i32(o, "kvPageIndices"), kvlen = prop_i32(o, "kvLens"), rows = prop_i32(o, "logitRows");
+    ForwardBatch b;
+    b.B = int32_t(kvlen.ElementLength());
+    b.T = int32_t(ids.ElementLength());
+    b.R = int32_t(rows.ElementLength());
+    if (qo.ElementLength() != size_t(b.B) + 1) throw Napi::RangeError::New(env, "qoIndptr must have kvLens.length + 1 entries");
+    if (kvp.ElementLength() != size_t(b.B) + 1) throw Napi::RangeError::New(env, "kvIndptr must have kvLens.length + 1 entries");
+    if (b.B > 0 && size_t(kvp[b.B]) != pages.ElementLength())
+      throw Napi::RangeError::New(env, "kvPageIndices must have kvIndptr[B] entries");
+    b.token_ids = ids.Data();
+    b.qo_indptr = qo.Data();
+    b.kv_indptr = kvp.Data();
+    b.kv_page_indices = pages.Data();
+    b.kv_lens = kvlen.Data();
+    b.logit_rows = rows.Data();
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(b.R) * config_->vocab_size);
+    try {
+      model_->forward(b, *kv_, out.Data());
+    } catch (const std::invalid_argument& e) {
+      throw Napi::RangeError::New(env, e.what());
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    return out;
+  }
+
+  Napi::Value close(const Napi::CallbackInfo& info) {
+    kv_.reset();
+    model_.reset();
+    ckpt_.reset();
+    return info.Env().Undefined();
+  }
+};
+
+}  // namespace
+
+Napi::Function native_model_class(Napi::Env env) { return NativeModel::define(env); }
+
+}  // namespace sgl
