@@ -16,9 +16,17 @@ Napi::Value memcpy_bandwidth(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), sgl::cpu_memcpy_bandwidth_gbs(bytes, iters));
 }
 
+Napi::Value read_bandwidth(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "bytes must be a number");
+  size_t bytes = size_t(info[0].As<Napi::Number>().DoubleValue());
+  int iters = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 5;
+  return Napi::Number::New(info.Env(), sgl::cpu_read_bandwidth_gbs(bytes, iters));
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", sgl::native_model_class(env));
   exports.Set("cpuMemcpyBandwidthGBs", Napi::Function::New(env, memcpy_bandwidth));
+  exports.Set("cpuReadBandwidthGBs", Napi::Function::New(env, read_bandwidth));
 #ifdef SGL_WITH_CUDA
   exports.Set("cudaCompiled", Napi::Boolean::New(env, true));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {

@@ -25,8 +25,15 @@ struct Avx2Vec {
   static void axpy(float a, const float* x, float* y, int n) {
     __m256 av = _mm256_set1_ps(a);
     int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     for (; i < n; i++) y[i] += a * x[i];
+  }
+  static void scores(const float* q, const float* kc, const int64_t* at, int n, int D, float scale, float* s) {
+    for (int j = 0; j < n; j++) s[j] = dot(q, kc + at[j], D) * scale;
+  }
+  static void accumulate(const float* s, const float* vc, const int64_t* at, int n, int D, float* acc) {
+    for (int j = 0; j < n; j++) axpy(s[j], vc + at[j], acc, D);
   }
   static void scale(float* y, float a, int n) {
     __m256 av = _mm256_set1_ps(a);
@@ -55,9 +62,9 @@ struct Avx2Vec {
 
 }  // namespace
 
-void attend_one_avx2(const AttentionParams& p, const float* q, float* out, const int32_t* pages,
-                       int64_t n_keys, int kvh, float* scratch) {
-  attend_one<Avx2Vec>(p, q, out, pages, n_keys, kvh, scratch);
+void attend_group_avx2(const AttentionParams& p, const float* q, int G, const int32_t* pages, int64_t k_begin,
+                    int64_t k_end, int kvh, float* m, float* l, float* acc, float* scratch) {
+  attend_group<Avx2Vec>(p, q, G, pages, k_begin, k_end, kvh, m, l, acc, scratch);
 }
 
 }  // namespace sgl

@@ -22,7 +22,8 @@ void embed_cpu(const EmbedParams& p) {
   float* out = static_cast<float*>(p.out);
   const int64_t C = p.C;
   cpu_pool().parallel_for(p.T, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; t++) load_weight_row(p.table.data, p.table.dtype, int64_t(p.ids[t]) * C, C, out + t * C);
+    for (int64_t t = t0; t < t1; t++)
+      load_weight_row(p.table.data, p.table.dtype, int64_t(p.ids[t]) * C, C, out + t * C);
   }, min_rows_for(C));
 }
 

@@ -1,6 +1,7 @@
 // matmul threading and regime choice, plus the portable scalar kernel (the fallback without AVX2).
 #include "cpu/matmul.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "cpu/convert.h"
@@ -45,10 +46,16 @@ void gemv_threaded(const MatmulKernels& k, const MatmulParams& p) {
     pool.parallel_for(groups, [&](int64_t g0, int64_t g1) { k.gemv(p, g0 * g, g1 * g < T ? g1 * g : T, 0, N); });
     return;
   }
-  // Split output rows; chunks of >= ~32 KiB of weights so tiny matrices stay on one thread.
-  int64_t row_bytes = int64_t(p.K) * int64_t(dtype_size(p.w.dtype));
-  int64_t min_rows = 1 + (32 << 10) / (row_bytes + 1);
-  pool.parallel_for(N, [&](int64_t n0, int64_t n1) { k.gemv(p, 0, T, n0, n1); }, min_rows);
+  // Split output rows into ~8 chunks per thread handed out dynamically: when the cores are shared with
+  // other threads (Node's, other processes), whoever is running takes over the chunks of a descheduled
+  // worker instead of waiting for it. Chunks hold >= ~32 KiB of weights (tiny matrices stay on one
+  // thread) and a multiple of 8 rows (the kernels' row blocking).
+  const int64_t row_bytes = int64_t(p.K) * int64_t(dtype_size(p.w.dtype));
+  const int64_t per_thread = 8 * int64_t(pool.num_threads());
+  int64_t chunk = std::max<int64_t>(1 + (32 << 10) / (row_bytes + 1), (N + per_thread - 1) / per_thread);
+  chunk = (chunk + 7) / 8 * 8;
+  const int64_t chunks = (N + chunk - 1) / chunk;
+  pool.parallel_for_dynamic(chunks, [&](int64_t c) { k.gemv(p, 0, T, c * chunk, std::min(N, (c + 1) * chunk)); });
 }
 
 void gemm_threaded(const MatmulKernels& k, const MatmulParams& p) {

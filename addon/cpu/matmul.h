@@ -13,9 +13,9 @@ namespace sgl {
 
 struct MatmulKernels {
   const char* name;
-  // y[t0:t1, n0:n1]; reads each weight row once per group of up to gemv_tokens tokens.
+  // y[t0:t1, n0:n1], streaming each weight row once per group of 4-8 tokens (ISA-dependent).
   void (*gemv)(const MatmulParams& p, int64_t t0, int64_t t1, int64_t n0, int64_t n1);
-  int gemv_tokens;  // T up to this takes the GEMV (one pass over W); above, the GEMM if there is one
+  int gemv_tokens;  // T up to this takes the GEMV; above, the GEMM if there is one
   // y[t0:t1, n0:n0+nr] for one panel of nr <= panel_rows weight rows; null = no GEMM path.
   void (*gemm_panel)(const MatmulParams& p, int64_t n0, int nr, int64_t t0, int64_t t1);
   int panel_rows;   // rows of W per GEMM panel

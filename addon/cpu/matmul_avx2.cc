@@ -45,7 +45,7 @@ inline float hsum(__m256 v) {
 template <class W, int TT, int R>
 void gemv_rows(const float* x, int64_t K, const typename W::E* w, const MatmulParams& p, int64_t n, float* y) {
   using E = typename W::E;
-  constexpr int64_t kPf = 1024 / sizeof(E);
+  constexpr int64_t kPf = 8192 / sizeof(E);  // bytes ahead per row: see matmul_avx512.cc
   const E* wr[R];
   for (int r = 0; r < R; r++) wr[r] = w + (n + r) * K;
   __m256 acc[TT][R];
@@ -94,6 +94,9 @@ void gemv_range(const float* x, const MatmulParams& p, int64_t n0, int64_t n1, f
 }
 
 constexpr int kGemvTokens = 4;  // tokens per pass over the weights (16 ymm registers)
+// Up to 8 tokens still take the GEMV (two passes, the second mostly from cache): the GEMM's scalar-
+// transposing pack costs more than that at so few tokens.
+constexpr int kGemvMaxTokens = 8;
 
 template <class W>
 void gemv_block(const MatmulParams& p, int64_t t0, int64_t t1, int64_t n0, int64_t n1) {
@@ -117,7 +120,7 @@ void gemv_block(const MatmulParams& p, int64_t t0, int64_t t1, int64_t n0, int64
 
 constexpr int kMr = 6;
 constexpr int kNr = 16;
-constexpr int kKc = 256;
+constexpr int kKc = 1024;
 
 template <class W>
 void pack_panel(const typename W::E* w, int64_t K, int64_t n0, int nr, int64_t k0, int kc, float* wp) {
@@ -137,38 +140,37 @@ void pack_panel(const typename W::E* w, int64_t K, int64_t n0, int nr, int64_t k
   }
 }
 
+// Lane mask for columns [8 * half, 8 * half + 8) of a panel with nr valid columns.
+inline __m256i column_mask(int nr, int half) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - 8 * half), lane);
+}
+
 template <int M>
 void micro_kernel(const float* x, int64_t ldx, const float* wp, int kc, float* y, int64_t ldy, int nr,
                   bool accumulate, const float* bias) {
-  __m256 c[M][2];
-  alignas(32) float tile[M][kNr];
-  if (accumulate) {
-    for (int i = 0; i < M; i++)
-      for (int j = 0; j < kNr; j++) tile[i][j] = j < nr ? y[i * ldy + j] : 0.0f;
+  const __m256i m0 = column_mask(nr, 0), m1 = column_mask(nr, 1);
+  const __m256 b0 = bias ? _mm256_load_ps(bias) : _mm256_setzero_ps();
+  const __m256 b1 = bias ? _mm256_load_ps(bias + 8) : _mm256_setzero_ps();
+  __m256 c0[M], c1[M];
+#pragma GCC unroll 8
+  for (int i = 0; i < M; i++) {
+    c0[i] = accumulate ? _mm256_maskload_ps(y + i * ldy, m0) : b0;
+    c1[i] = accumulate ? _mm256_maskload_ps(y + i * ldy + 8, m1) : b1;
   }
-  for (int i = 0; i < M; i++)
-    for (int j = 0; j < 2; j++)
-      c[i][j] = accumulate ? _mm256_load_ps(&tile[i][8 * j])
-                           : bias ? _mm256_load_ps(bias + 8 * j) : _mm256_setzero_ps();
   for (int k = 0; k < kc; k++) {
-    __m256 b0 = _mm256_load_ps(wp + k * kNr), b1 = _mm256_load_ps(wp + k * kNr + 8);
+    __m256 w0 = _mm256_load_ps(wp + k * kNr), w1 = _mm256_load_ps(wp + k * kNr + 8);
+#pragma GCC unroll 8
     for (int i = 0; i < M; i++) {
       __m256 a = _mm256_broadcast_ss(x + i * ldx + k);
-      c[i][0] = _mm256_fmadd_ps(a, b0, c[i][0]);
-      c[i][1] = _mm256_fmadd_ps(a, b1, c[i][1]);
+      c0[i] = _mm256_fmadd_ps(a, w0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(a, w1, c1[i]);
     }
   }
-  if (nr == kNr) {
-    for (int i = 0; i < M; i++) {
-      _mm256_storeu_ps(y + i * ldy, c[i][0]);
-      _mm256_storeu_ps(y + i * ldy + 8, c[i][1]);
-    }
-    return;
-  }
+#pragma GCC unroll 8
   for (int i = 0; i < M; i++) {
-    _mm256_store_ps(&tile[i][0], c[i][0]);
-    _mm256_store_ps(&tile[i][8], c[i][1]);
-    for (int j = 0; j < nr; j++) y[i * ldy + j] = tile[i][j];
+    _mm256_maskstore_ps(y + i * ldy, m0, c0[i]);
+    _mm256_maskstore_ps(y + i * ldy + 8, m1, c1[i]);
   }
 }
 
@@ -177,9 +179,13 @@ constexpr MicroKernel kMicroKernels[kMr + 1] = {nullptr,          micro_kernel<1
                                                 micro_kernel<3>, micro_kernel<4>, micro_kernel<5>,
                                                 micro_kernel<6>};
 
+// Per-thread packed panel (a plain array, not a std:: container: this file is compiled with AVX2 flags and
+// must not instantiate library templates shared with baseline code).
+alignas(64) thread_local float t_panel[kKc * kNr];
+
 template <class W>
 void gemm_panel(const MatmulParams& p, int64_t n0, int nr, int64_t t0, int64_t t1) {
-  alignas(32) float wp[kKc * kNr];
+  float* wp = t_panel;
   alignas(32) float bias[kNr] = {};
   const auto* w = static_cast<const typename W::E*>(p.w.data);
   const float* x = static_cast<const float*>(p.x);
@@ -222,7 +228,7 @@ void gemm_kernel(const MatmulParams& p, int64_t n0, int nr, int64_t t0, int64_t 
 }  // namespace
 
 const MatmulKernels& matmul_kernels_avx2() {
-  static const MatmulKernels k = {"avx2", gemv_kernel, kGemvTokens, gemm_kernel, kNr, kMr, 8};
+  static const MatmulKernels k = {"avx2", gemv_kernel, kGemvMaxTokens, gemm_kernel, kNr, kMr, 8};
   return k;
 }
 

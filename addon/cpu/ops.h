@@ -20,13 +20,18 @@ void to_f32_cpu(const void* src, float* dst, size_t n);
 // Per-ISA kernels behind the dispatching ops; the threading stays in the baseline files. Call the
 // SIMD ones only when cpu_max_isa() allows them.
 
-// One (query token, head): softmax(q·Kᵀ·scale)·V over keys 0..n_keys-1 of the sequence whose pages are
-// `pages`, KV head kvh. scratch: D + 64 floats.
-using AttendFn = void (*)(const AttentionParams& p, const float* q, float* out, const int32_t* pages,
-                          int64_t n_keys, int kvh, float* scratch);
-void attend_one_scalar(const AttentionParams&, const float*, float*, const int32_t*, int64_t, int, float*);
-void attend_one_avx2(const AttentionParams&, const float*, float*, const int32_t*, int64_t, int, float*);
-void attend_one_avx512(const AttentionParams&, const float*, float*, const int32_t*, int64_t, int, float*);
+// One query token x the G query heads of KV head kvh, over keys [k_begin, k_end) of the sequence whose
+// pages are `pages` (see attention_impl.h): unnormalised per-head max m, sum l and output acc[G, D].
+// scratch: 64 floats.
+using AttendFn = void (*)(const AttentionParams& p, const float* q, int G, const int32_t* pages,
+                          int64_t k_begin, int64_t k_end, int kvh, float* m, float* l, float* acc,
+                          float* scratch);
+void attend_group_scalar(const AttentionParams&, const float*, int, const int32_t*, int64_t, int64_t, int, float*,
+                         float*, float*, float*);
+void attend_group_avx2(const AttentionParams&, const float*, int, const int32_t*, int64_t, int64_t, int, float*,
+                       float*, float*, float*);
+void attend_group_avx512(const AttentionParams&, const float*, int, const int32_t*, int64_t, int64_t, int, float*,
+                         float*, float*, float*);
 void attention_with(AttendFn attend, const AttentionParams& p);
 
 // out[i] = silu(gate[i]) * up[i] for n contiguous elements.

@@ -17,6 +17,17 @@ namespace {
 // How long an idle worker (or the waiting caller) spins before sleeping. Consecutive parallel regions of
 // a decode step are microseconds apart, so this keeps wake-ups off the kernel's futex path.
 constexpr auto kSpin = std::chrono::microseconds(200);
+// Pure pause-spinning only for the first iterations; after that each spin iteration yields, so when the
+// cores are oversubscribed (Node's own threads, other processes) a waiting thread hands its core to the
+// thread it is waiting for instead of burning the time slice.
+constexpr int kPauseSpins = 2048;
+
+inline void spin_wait(int i) {
+  if (i < kPauseSpins)
+    SGL_CPU_RELAX();
+  else
+    std::this_thread::yield();
+}
 
 thread_local bool t_in_job = false;
 
@@ -67,8 +78,8 @@ void ThreadPool::worker_loop(int index, uint64_t seen) {
     for (int i = 0;; i++) {
       gen = generation_.load(std::memory_order_acquire);
       if (gen != seen) break;
-      SGL_CPU_RELAX();
-      if ((i & 255) == 255 && std::chrono::steady_clock::now() > spin_until) {
+      spin_wait(i);
+      if ((i & 63) == 63 && std::chrono::steady_clock::now() > spin_until) {
         // Dekker-style handshake with run(): either run() sees sleepers_ > 0 and notifies under the
         // mutex, or the predicate below sees the new generation.
         sleepers_.fetch_add(1);
@@ -97,8 +108,8 @@ void ThreadPool::worker_loop(int index, uint64_t seen) {
 void ThreadPool::wait_done() {
   auto spin_until = std::chrono::steady_clock::now() + kSpin;
   for (int i = 0; pending_.load(std::memory_order_acquire) != 0; i++) {
-    SGL_CPU_RELAX();
-    if ((i & 255) == 255 && std::chrono::steady_clock::now() > spin_until) {
+    spin_wait(i);
+    if ((i & 63) == 63 && std::chrono::steady_clock::now() > spin_until) {
       main_sleeping_.store(true);
       {
         std::unique_lock<std::mutex> lk(mu_);

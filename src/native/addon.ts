@@ -51,7 +51,10 @@ export interface NativeModel {
 
 export interface NativeAddon {
   NativeModel: new (opts: { modelPath: string; numPages: number; pageSize?: number }) => NativeModel;
+  /** memcpy of a `bytes` buffer across the CPU threads, GB/s of bytes copied (each byte counted once). */
   cpuMemcpyBandwidthGBs(bytes: number, iters?: number): number;
+  /** Read-only sweep of a `bytes` buffer across the CPU threads, GB/s of bytes read. */
+  cpuReadBandwidthGBs(bytes: number, iters?: number): number;
   cudaCompiled: boolean;
   cudaDeviceCount?: () => number;
   cudaDeviceName?: () => string | null;

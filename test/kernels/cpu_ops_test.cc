@@ -4,6 +4,7 @@
 // memcpy bandwidth; skipped with --no-timings), and ends with "N passed, M failed"; exits non-zero on any
 // failure.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdarg>
@@ -39,13 +40,13 @@ std::vector<float> rand_vec(size_t n, float lo = -1.0f, float hi = 1.0f) {
 }
 
 void report(const std::string& name, bool ok, const std::string& detail) {
-  std::printf("%s %s %s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.c_str());
+  std::printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.empty() ? "" : " ", detail.c_str());
   (ok ? g_passed : g_failed)++;
 }
 
 // got[i] vs ref[i] within atol + rtol * scale[i] (scale: magnitude of the terms summed, or |ref|).
-void compare(const std::string& name, const float* got, const std::vector<double>& ref, const std::vector<double>& scale,
-             double rtol, double atol) {
+void compare(const std::string& name, const float* got, const std::vector<double>& ref,
+             const std::vector<double>& scale, double rtol, double atol) {
   double worst = 0.0;
   size_t bad = 0, first_bad = 0;
   for (size_t i = 0; i < ref.size(); i++) {
@@ -55,7 +56,8 @@ void compare(const std::string& name, const float* got, const std::vector<double
       if (!bad) first_bad = i;
       bad++;
     }
-    if (err / (allowed > 0 ? allowed : 1) > worst || std::isnan(err)) worst = std::isnan(err) ? INFINITY : err / allowed;
+    double ratio = allowed > 0 ? err / allowed : (err > 0 ? INFINITY : 0.0);
+    worst = std::max(worst, std::isnan(err) ? INFINITY : ratio);
   }
   char buf[160];
   if (bad)
@@ -171,8 +173,8 @@ void run_matmul(const MatmulCase& c, const std::string& tag) {
 // ---- attention --------------------------------------------------------------------------------------------
 
 struct AttnCase {
-  int H, Hkv, D, P;
-  bool causal;
+  int H = 0, Hkv = 0, D = 0, P = 0;
+  bool causal = true;
   std::vector<int32_t> q_lens, kv_lens, qo_indptr, kv_indptr, pages;
   int T = 0, num_pages = 0;
   std::vector<float> q, kc, vc;
@@ -181,7 +183,9 @@ struct AttnCase {
 
 AttnCase make_attention(int H, int Hkv, int D, int P, bool causal, std::vector<int32_t> q_lens,
                         std::vector<int32_t> kv_lens) {
-  AttnCase c{H, Hkv, D, P, causal, q_lens, kv_lens, {0}, {0}, {}};
+  AttnCase c;
+  c.H = H, c.Hkv = Hkv, c.D = D, c.P = P, c.causal = causal;
+  c.q_lens = q_lens, c.kv_lens = kv_lens, c.qo_indptr = {0}, c.kv_indptr = {0};
   const int nb = int(q_lens.size());
   int total_pages = 0;
   for (int b = 0; b < nb; b++) {
@@ -329,7 +333,8 @@ void test_rms_norm() {
 }
 
 void test_rope() {
-  for (auto [T, H, Hkv, D] : {std::tuple<int, int, int, int>{1, 2, 1, 8}, {5, 14, 2, 64}, {33, 8, 4, 128}, {3, 3, 3, 6}}) {
+  for (auto [T, H, Hkv, D] :
+       {std::tuple<int, int, int, int>{1, 2, 1, 8}, {5, 14, 2, 64}, {33, 8, 4, 128}, {3, 3, 3, 6}}) {
     std::vector<float> inv_freq(static_cast<size_t>(D / 2));
     for (int i = 0; i < D / 2; i++) inv_freq[size_t(i)] = float(1.0 / std::pow(1e6, 2.0 * i / D));
     std::vector<int32_t> pos(static_cast<size_t>(T));
@@ -371,7 +376,8 @@ void test_rope() {
 }
 
 void test_kv_store() {
-  for (auto [T, Hkv, D, P, pages] : {std::tuple<int, int, int, int, int>{1, 1, 8, 1, 4}, {5, 2, 64, 4, 6}, {20, 4, 16, 16, 3}}) {
+  for (auto [T, Hkv, D, P, pages] :
+       {std::tuple<int, int, int, int, int>{1, 1, 8, 1, 4}, {5, 2, 64, 4, 6}, {20, 4, 16, 16, 3}}) {
     size_t row = size_t(Hkv) * D, cache_n = size_t(pages) * P * row;
     std::vector<float> k = rand_vec(size_t(T) * row), v = rand_vec(size_t(T) * row);
     std::vector<float> kc(cache_n, -7.0f), vc(cache_n, -7.0f);
@@ -405,7 +411,8 @@ void test_gather_and_copy() {
     std::vector<double> ref(dst.size());
     for (int r = 0; r < R; r++)
       for (int c = 0; c < C; c++) ref[size_t(r) * C + c] = src[size_t(rows[size_t(r)]) * C + c];
-    compare(fmt("gather_rows T=%d C=%d R=%d", T, C, R), dst.data(), ref, std::vector<double>(ref.size(), 0.0), 0.0, 0.0);
+    compare(fmt("gather_rows T=%d C=%d R=%d", T, C, R), dst.data(), ref, std::vector<double>(ref.size(), 0.0), 0.0,
+            0.0);
   }
   std::vector<float> src = rand_vec(1001), dst(1001, kNaN);
   B().to_f32(src.data(), dst.data(), src.size());
@@ -430,6 +437,40 @@ void test_memory() {
     b.free(p);
   }
   report("backend table / alloc (64-byte aligned) / upload / download / memset_zero", ok, "");
+}
+
+// ---- thread pool ------------------------------------------------------------------------------------------
+
+void test_thread_pool() {
+  ThreadPool& pool = cpu_pool();
+  for (int64_t n : {1, 2, 3, 7, 1000}) {
+    std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+    const int reps = 2000;
+    bool chunks_ok = true;
+    for (int r = 0; r < reps; r++) {
+      pool.parallel_for(n, [&](int64_t b, int64_t e) {
+        if (!(0 <= b && b < e && e <= n)) chunks_ok = false;
+        for (int64_t i = b; i < e; i++) hits[size_t(i)].fetch_add(1);
+      });
+      pool.parallel_for_dynamic(n, [&](int64_t i) { hits[size_t(i)].fetch_add(1); });
+    }
+    bool ok = chunks_ok;
+    for (auto& h : hits) ok = ok && h.load() == 2 * reps;
+    report(fmt("thread_pool parallel_for + parallel_for_dynamic n=%lld x%d: every index exactly once", (long long)n,
+               reps),
+           ok, "");
+  }
+  // A parallel region opened inside a job runs inline instead of deadlocking.
+  std::atomic<int64_t> inner{0};
+  pool.parallel_for(4, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) pool.parallel_for(10, [&](int64_t b2, int64_t e2) { inner += e2 - b2; });
+  });
+  report("thread_pool nested parallel_for runs inline", inner.load() == 40, "");
+  auto t0 = std::chrono::steady_clock::now();
+  const int calls = 20000;
+  for (int i = 0; i < calls; i++) pool.run([](int, int) {});
+  double us = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e6 / calls;
+  std::printf("info thread_pool: %.2f us per empty run() on %d threads\n", us, pool.num_threads());
 }
 
 // ---- timings (informational) -------------------------------------------------------------------------------
@@ -492,6 +533,7 @@ int main(int argc, char** argv) {
   std::printf("cpu_ops_test: max isa %s, %d threads\n", cpu_isa_name(cpu_max_isa()), cpu_threads());
 
   test_memory();
+  test_thread_pool();
   test_embed();
   test_rms_norm();
   test_rope();
@@ -501,7 +543,7 @@ int main(int argc, char** argv) {
   // Matmul cases and their references are built once and run under every ISA.
   std::vector<MatmulCase> mm;
   for (DType dt : kWeightTypes)
-    for (int T : {1, 2, 3, 5, 17, 64})
+    for (int T : {1, 2, 3, 5, 8, 17, 64})
       for (int K : {16, 64, 200, 203, 896})
         for (int N : {1, 7, 64, 300})
           for (bool bias : {false, true}) mm.push_back(make_matmul(T, K, N, bias, dt));
@@ -512,6 +554,11 @@ int main(int argc, char** argv) {
         // decode (1 of 37), chunked prefill (5 of 21), full prefill (13 of 13)
         at.push_back(make_attention(H, Hkv, D, P, true, {1, 5, 13}, {37, 21, 13}));
   at.push_back(make_attention(14, 2, 64, 16, true, {1, 1, 1}, {1, 100, 300}));
+  at.push_back(make_attention(8, 2, 24, 4, true, {1, 5, 13}, {37, 21, 13}));  // D not a multiple of 16
+  // Long decodes: few (token, KV head) tasks, so keys are split across threads and merged (one split of
+  // the 1-key sequence is empty).
+  at.push_back(make_attention(2, 1, 64, 16, true, {1, 1}, {1, 600}));
+  at.push_back(make_attention(14, 2, 64, 4, true, {1, 1}, {1000, 37}));
   at.push_back(make_attention(4, 2, 64, 4, false, {3, 2, 1}, {3, 9, 30}));
 
   const CpuIsa isas[] = {CpuIsa::Scalar, CpuIsa::Avx2, CpuIsa::Avx512};
@@ -536,7 +583,9 @@ int main(int argc, char** argv) {
     for (const auto& c : mm)
       if (c.K == 200 && c.dt == DType::BF16 && c.bias && (c.T == 1 || c.T == 5 || c.T == 64)) run_matmul(c, tag);
     run_attention(at[at.size() - 2], tag);
+    run_attention(at[at.size() - 3], tag);
     test_silu_mul(tag);
+    if (n == 3) test_thread_pool();
   }
   set_cpu_threads(default_threads);
 
