@@ -56,7 +56,8 @@ async function main(): Promise<void> {
   const out = generateGreedy(model, new PagePool(256), pageSize, prompt, { maxNewTokens: maxNew, stopIds: info.eosTokenIds });
   const secs = (performance.now() - started) / 1000;
   process.stdout.write(args.prompt + tokenizer.decode(out) + '\n');
-  console.error(`[${info.architecture} on ${info.backend}] ${prompt.length} prompt + ${out.length} generated tokens in ${secs.toFixed(2)} s`);
+  const took = secs < 1 ? `${(secs * 1000).toFixed(1)} ms` : `${secs.toFixed(2)} s`;
+  console.error(`[${info.architecture} on ${info.backend}] ${prompt.length} prompt + ${out.length} generated tokens in ${took}`);
   model.close();
 }
 
