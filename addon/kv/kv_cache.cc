@@ -17,7 +17,8 @@ KvCache::KvCache(const Backend& backend, int num_layers, int num_pages, int page
     if (!k || !v) {
       if (k) backend.free(k);
       if (v) backend.free(v);
-      for (size_t i = 0; i < k_.size(); i++) backend.free(k_[i]), backend.free(v_[i]);
+      for (void* p : k_) backend.free(p);
+      for (void* p : v_) backend.free(p);
       throw std::runtime_error("out of memory allocating the KV cache (" + std::to_string(per_layer * 2 * num_layers) + " bytes)");
     }
     backend.memset_zero(k, per_layer);
