@@ -1,0 +1,103 @@
+// Native CPU sampler: penalties, temperature, top-k / top-p / min-p, seeded sampling and logprobs, over one
+// float32 logits row [V] at a time. Plain data, single engine thread, no torch.
+//
+// SGLang semantics this follows (read from sgl-project/sglang, no code copied):
+//  * sampling_params.py: `0 <= temperature < 1e-6` (_SAMPLING_EPS) is rewritten to temperature = 1, top_k = 1
+//    (greedy); top_k == -1 means the whole vocabulary (TOP_K_ALL). A request is greedy iff top_k <= 1 after
+//    that rewrite (sampling_batch_info.py: is_all_greedy = all(top_k <= 1)); greedy = argmax of the
+//    penalized logits (torch.argmax: first index on ties).
+//  * sampling_batch_info.py apply_logits_bias(): penalties are applied to the raw logits BEFORE the sampler
+//    (then grammar vocab mask, then logit_bias); layers/sampler.py then divides by temperature, softmaxes,
+//    and filters top-k / top-p / min-p, then samples.
+//  * penaltylib/frequency_penalty.py: logits -= frequency_penalty * count(token in OUTPUT).
+//    penaltylib/presence_penalty.py: logits -= presence_penalty if token occurred in OUTPUT.
+//    penaltylib/repetition_penalty.py (current): tokens seen in the OUTPUT get logit/rp if logit > 0, else
+//    logit*rp. (The older penaltylib/penalizers/repetition_penalty.py also counted the PROMPT, via
+//    _cumulate_input_tokens; SamplingParams::repetition_penalty_counts_prompt selects that, default off. The
+//    newest sampling_batch_info.py no longer registers the repetition penalizer at all.) The orchestrator's
+//    penalizers are a python set (order unspecified); here: repetition first, then frequency, presence.
+//  * penaltylib/min_new_tokens.py: while #output tokens < min_new_tokens, logits of
+//    stop_token_ids ∪ tokenizer additional stop ids ∪ {eos} are set to -inf. ignore_eos does NOT touch the
+//    logits in SGLang: it only disables the EOS / stop_token_ids finish check (schedule_batch.py
+//    Req.check_finished: `if not ignore_eos:` guards both). So ignore_eos is a no-op here.
+//  * layers/sampler.py top_k_top_p_min_p_sampling_from_probs_torch (= flashinfer filter_apply_order="joint"):
+//    sort probs descending; keep rank r iff r < top_k AND (cumsum_r - p_r) <= top_p (exclusive cumsum over the
+//    FULL distribution) AND p_r >= min_p * p_max (min_p relative to the max probability); sample from the
+//    kept probs (renormalized).
+//  * layers/sampler.py logprobs (SGLANG_RETURN_ORIGINAL_LOGPROB unset, the default): greedy rows:
+//    log_softmax(penalized logits); sampled rows: log(top_p_normalize(softmax(penalized/T))), i.e. the
+//    temperature-scaled distribution renormalized over the top-p nucleus only (top-k and min-p are NOT
+//    applied), clamped to float32 min (-3.4028235e38) outside the nucleus. The chosen token's logprob,
+//    get_top_logprobs (top-N) and get_token_ids_logprobs (requested ids) all index that same tensor.
+//    (SGLang chooses the greedy form per batch, is_all_greedy; here it is per row so results do not depend
+//    on batch composition. top_p >= 1 is treated as "no nucleus" to avoid float cumsum rounding effects.)
+//  * Ties in the sort are broken by lower token id. Per-request RNG: mt19937_64 seeded from `seed` when
+//    has_seed (reproducible regardless of batch), else from a global seed source (sampler_set_global_seed).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace sgl {
+
+constexpr float kSamplingEps = 1e-6f;
+constexpr int32_t kTopKAll = 1 << 30;
+constexpr float kLogprobFloor = -3.4028234663852886e38f;  // torch.finfo(float32).min
+
+struct SamplingParams {
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  int32_t top_k = -1;  // -1 = whole vocabulary
+  float min_p = 0.0f;
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  float repetition_penalty = 1.0f;
+  bool repetition_penalty_counts_prompt = false;  // old-SGLang behaviour (prompt + output); default output only
+  int32_t min_new_tokens = 0;
+  bool ignore_eos = false;  // no effect on logits (SGLang: finish check only)
+  std::vector<int32_t> stop_token_ids;
+  uint64_t seed = 0;
+  bool has_seed = false;
+  // logprob request flags
+  bool return_logprob = false;
+  int32_t top_logprobs_num = 0;
+  std::vector<int32_t> token_ids_logprob;
+};
+
+struct SamplerState {
+  std::unordered_map<int32_t, int32_t> output_counts;  // token -> count in output so far
+  std::vector<int32_t> prompt_tokens;                  // sorted unique prompt tokens
+  std::vector<int32_t> min_tokens_stop_ids;            // stop_token_ids ∪ eos_ids (masked during min_new_tokens)
+  int32_t num_output = 0;
+  std::mt19937_64 rng;
+};
+
+struct SampleOutput {
+  int32_t token = -1;
+  float logprob = 0.0f;                                  // valid when return_logprob
+  std::vector<std::pair<int32_t, float>> top_logprobs;  // top_logprobs_num (token, logprob), descending
+  std::vector<float> token_ids_logprobs;                 // aligned with SamplingParams::token_ids_logprob
+};
+
+// Seed source for requests without a seed (default: std::random_device at first use).
+void sampler_set_global_seed(uint64_t seed);
+
+void sampler_state_init(SamplerState& st, const SamplingParams& p, const int32_t* prompt, size_t n,
+                        const std::vector<int32_t>& eos_ids);
+void sampler_state_append(SamplerState& st, int32_t token);
+
+// Applies penalties / min_new_tokens masking to logits in place (logits keep the penalized values, before
+// temperature), then selects a token. Returns the token (also out.token).
+int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerState& st, SampleOutput& out);
+
+// Step 1 of sample_row alone (exposed for tests / other callers).
+void apply_penalties(float* logits, int32_t V, const SamplingParams& p, const SamplerState& st);
+
+// Full log_softmax(logits / temperature) of a row into out[V] (temperature 1 = raw; prompt-logprob use).
+void log_softmax_row(const float* logits, int32_t V, float* out, float temperature = 1.0f);
+
+}  // namespace sgl
