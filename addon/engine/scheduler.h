@@ -1,0 +1,107 @@
+// Continuous-batching scheduler (synchronous): admits waiting requests (FCFS or longest-prefix-match),
+// chunks prefills under a token budget, batches prefill chunks and decodes into one ForwardBatch per step,
+// samples, finishes, retracts under page pressure, and shares prefixes through the radix cache.
+// Single-threaded: the engine thread calls step() in a loop.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <unordered_set>
+#include <vector>
+
+#include "engine/page_pool.h"
+#include "engine/radix_cache.h"
+#include "engine/sampler.h"
+#include "kv/kv_cache.h"
+#include "models/model.h"
+
+namespace sgl {
+
+struct SchedulerConfig {
+  int32_t page_size = 1;
+  int32_t chunked_prefill_size = -1;  // -1 = no chunking
+  int32_t max_prefill_tokens = 16384;
+  int32_t max_running_requests = 64;
+  bool disable_radix_cache = false;
+  enum Policy { FCFS, LPM } policy = FCFS;
+};
+
+struct SchedRequest {
+  int64_t rid = 0;
+  std::vector<int32_t> prompt;
+  SamplingParams params;
+  int32_t max_new_tokens = 16;
+  bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;
+};
+
+enum FinishReason : int32_t { kFinishNone = 0, kFinishStop = 1, kFinishLength = 2, kFinishAbort = 3 };
+
+struct StepEvent {
+  int64_t rid = 0;
+  int32_t token = -1;  // -1 for an abort event without a token
+  float logprob = 0.0f;
+  int32_t finish = kFinishNone;
+  int32_t matched_stop = -1;  // the eos / stop id that finished the request, else -1
+  int32_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+};
+
+class Scheduler {
+ public:
+  struct Stats {
+    int32_t waiting = 0, running = 0, free_pages = 0, cached_pages = 0, live_pages = 0;
+    int64_t total_retractions = 0;
+  };
+
+  Scheduler(Model& model, KvCache& kv, SchedulerConfig cfg, std::vector<int32_t> eos_ids);
+  ~Scheduler();
+
+  void submit(SchedRequest req);
+  // Waiting: finished with an abort event at the next step; running: pages freed, abort event.
+  void abort(int64_t rid);
+  // At most one forward. Returns false when idle (nothing waiting, running or pending).
+  bool step(std::vector<StepEvent>& out);
+  // Refused (false) while requests wait or run.
+  bool flush_cache();
+  Stats stats() const;
+  // Aborts everything (an abort event each into out) and returns every page to the pool.
+  void close(std::vector<StepEvent>& out);
+
+ private:
+  struct Req {
+    SchedRequest r;
+    std::vector<int32_t> tokens;  // prompt + output
+    int32_t prompt_len = 0;
+    int32_t num_output = 0;
+    SamplerState st;
+    RadixCache::Node* node = nullptr;       // locked while running (nullptr when not)
+    std::vector<int32_t> prefix_pages;      // tree-owned
+    std::vector<int32_t> own_pages;         // allocated by this request
+    int32_t kv_done = 0;                    // tokens with KV in the pages
+    int32_t cached_tokens = -1;             // from the first admission
+    uint64_t admit_seq = 0;
+  };
+  using ReqPtr = std::unique_ptr<Req>;
+
+  bool alloc_pages(int32_t n, std::vector<int32_t>& out);
+  void release(Req& q, bool insert_into_cache);  // frees / hands over pages, unlocks
+  void retract(Req& q);
+  StepEvent make_event(const Req& q, int32_t token, float logprob, int32_t finish, int32_t matched) const;
+
+  Model& model_;
+  KvCache& kv_;
+  SchedulerConfig cfg_;
+  std::vector<int32_t> eos_ids_;
+  PagePool pool_;
+  RadixCache tree_;
+  int32_t context_len_;
+  int32_t vocab_;
+  std::deque<ReqPtr> waiting_;
+  std::vector<ReqPtr> running_;  // admission order
+  std::unordered_set<int64_t> pending_aborts_;
+  uint64_t admit_counter_ = 0;
+  int64_t total_retractions_ = 0;
+  std::vector<float> logits_;
+};
+
+}  // namespace sgl

@@ -1,0 +1,357 @@
+// Standalone test of the continuous-batching scheduler over the real tiny model (stories260k): golden greedy
+// outputs alone and batched (chunked prefill, staggered arrivals), retraction under a tiny pool, radix
+// prefix reuse, aborts, close(). Page accounting is checked after every step. Prints PASS/FAIL lines and
+// ends with "N passed, M failed"; exits non-zero on any failure.
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "engine/scheduler.h"
+#include "kv/kv_cache.h"
+#include "model/model_config.h"
+#include "model/safetensors.h"
+#include "models/model.h"
+#include "util/json.h"
+
+using namespace sgl;
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+
+bool check(const std::string& name, bool ok, const std::string& detail = "") {
+  std::printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), (!ok && !detail.empty()) ? " -- " : "",
+              ok ? "" : detail.c_str());
+  std::fflush(stdout);
+  (ok ? g_passed : g_failed)++;
+  return ok;
+}
+
+const char* kModelDir = "src/builtin/stories260k";
+std::unique_ptr<ModelConfig> g_cfg;
+std::unique_ptr<Checkpoint> g_ckpt;
+std::unique_ptr<Model> g_model;
+
+std::unique_ptr<KvCache> make_kv(int pages, int P) {
+  return std::make_unique<KvCache>(cpu_backend(), g_cfg->num_layers, pages, P, g_cfg->num_kv_heads, g_cfg->head_dim);
+}
+
+struct Spec {
+  SchedRequest req;
+  int submit_step = 0;
+};
+
+SchedRequest greedy_req(int64_t rid, std::vector<int32_t> prompt, int max_new, bool ignore_eos) {
+  SchedRequest r;
+  r.rid = rid;
+  r.prompt = std::move(prompt);
+  r.params.temperature = 1.0f;
+  r.params.top_k = 1;
+  r.max_new_tokens = max_new;
+  r.ignore_eos = ignore_eos;
+  return r;
+}
+
+struct RunResult {
+  std::map<int64_t, std::vector<int32_t>> tokens;
+  std::map<int64_t, int> finishes;        // count of finishing events
+  std::map<int64_t, int> finish_reason;   // last finish reason
+  std::map<int64_t, int> cached;          // cached_tokens at finish
+  int64_t retractions = 0;
+  bool accounting_ok = true;
+  std::string accounting_err;
+  bool pool_full_after_flush = false;
+};
+
+bool accounting(Scheduler& s, int capacity, std::string& err) {
+  auto st = s.stats();
+  if (st.free_pages + st.cached_pages + st.live_pages != capacity) {
+    std::ostringstream os;
+    os << "free " << st.free_pages << " + cached " << st.cached_pages << " + live " << st.live_pages
+       << " != " << capacity;
+    err = os.str();
+    return false;
+  }
+  return true;
+}
+
+void collect(RunResult& res, const std::vector<StepEvent>& ev) {
+  for (auto& e : ev) {
+    if (e.token >= 0) res.tokens[e.rid].push_back(e.token);
+    if (e.finish) {
+      res.finishes[e.rid]++;
+      res.finish_reason[e.rid] = e.finish;
+      res.cached[e.rid] = e.cached_tokens;
+    }
+  }
+}
+
+RunResult run(const std::vector<Spec>& specs, SchedulerConfig cfg, int num_pages, std::vector<int32_t> eos = {2}) {
+  auto kv = make_kv(num_pages, cfg.page_size);
+  Scheduler s(*g_model, *kv, cfg, eos);
+  RunResult res;
+  size_t next = 0;
+  std::vector<Spec> order = specs;
+  for (int stepi = 0; stepi < 100000; ++stepi) {
+    for (auto& sp : order)
+      if (sp.submit_step == stepi) s.submit(sp.req), ++next;
+    std::vector<StepEvent> ev;
+    bool busy = s.step(ev);
+    collect(res, ev);
+    std::string err;
+    if (res.accounting_ok && !accounting(s, num_pages, err)) res.accounting_ok = false, res.accounting_err = err;
+    if (!busy && next == order.size()) break;
+  }
+  res.retractions = s.stats().total_retractions;
+  s.flush_cache();
+  res.pool_full_after_flush = s.stats().free_pages == num_pages;
+  return res;
+}
+
+std::vector<int32_t> ids(const Json& a) {
+  std::vector<int32_t> v;
+  for (auto& x : a.array()) v.push_back(int32_t(x.integer()));
+  return v;
+}
+
+std::string vec_str(const std::vector<int32_t>& v) {
+  std::ostringstream os;
+  for (size_t i = 0; i < v.size(); ++i) os << (i ? " " : "") << v[i];
+  return os.str();
+}
+
+}  // namespace
+
+int main() {
+  try {
+    g_cfg = std::make_unique<ModelConfig>(model_config_load(kModelDir));
+    g_ckpt = std::make_unique<Checkpoint>(kModelDir);
+    g_model = model_create(*g_cfg, *g_ckpt, cpu_backend());
+  } catch (const std::exception& e) {
+    check("load model", false, e.what());
+    std::printf("%d passed, %d failed\n", g_passed, g_failed);
+    return 1;
+  }
+  std::ifstream f("test/fixtures/models/stories260k/golden.json");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  Json golden = Json::parse(ss.str());
+  std::vector<std::vector<int32_t>> gp, gout;
+  for (auto& g : golden["generate"].array()) gp.push_back(ids(g["input_ids"])), gout.push_back(ids(g["greedy_ids"]));
+
+  // random other requests
+  std::mt19937 rng(1234);
+  std::vector<Spec> others;
+  for (int i = 0; i < 13; ++i) {
+    int len = 1 + int(rng() % 60);
+    std::vector<int32_t> p(len);
+    for (auto& t : p) t = 3 + int32_t(rng() % 498);
+    int mnt = 1 + int(rng() % 30);
+    Spec sp{greedy_req(100 + i, p, mnt, i % 3 != 0), int(rng() % 12)};
+    others.push_back(sp);
+  }
+  // reference for the random requests: each alone, P = 1, no chunking
+  std::map<int64_t, std::vector<int32_t>> ref;
+  for (auto& sp : others) {
+    SchedulerConfig c{1, -1, 4096, 64, true, SchedulerConfig::FCFS};
+    Spec s0 = sp;
+    s0.submit_step = 0;
+    ref[sp.req.rid] = run({s0}, c, 512).tokens[sp.req.rid];
+  }
+  for (size_t i = 0; i < gp.size(); ++i) ref[int64_t(i)] = gout[i];
+
+  auto compare_all = [&](const std::string& name, const RunResult& r, const std::vector<Spec>& specs) {
+    bool ok = r.accounting_ok && r.pool_full_after_flush;
+    std::string detail = r.accounting_err;
+    if (!r.pool_full_after_flush) detail += " pool not full after flush;";
+    for (auto& sp : specs) {
+      int64_t rid = sp.req.rid;
+      auto it = r.tokens.find(rid);
+      std::vector<int32_t> got = it == r.tokens.end() ? std::vector<int32_t>{} : it->second;
+      if (got != ref[rid]) {
+        ok = false;
+        detail += " rid " + std::to_string(rid) + " got [" + vec_str(got) + "] want [" + vec_str(ref[rid]) + "];";
+      }
+      if (r.finishes.count(rid) == 0 || r.finishes.at(rid) != 1) {
+        ok = false;
+        detail += " rid " + std::to_string(rid) + " finish count wrong;";
+      }
+    }
+    return check(name, ok, detail);
+  };
+
+  // (a) each golden prompt alone
+  for (int P : {1, 4}) {
+    for (size_t i = 0; i < gp.size(); ++i) {
+      SchedulerConfig c{P, -1, 4096, 64, false, SchedulerConfig::FCFS};
+      std::vector<Spec> sp{{greedy_req(int64_t(i), gp[i], 24, true), 0}};
+      compare_all("golden alone P=" + std::to_string(P) + " #" + std::to_string(i), run(sp, c, 256), sp);
+    }
+  }
+
+  // (b) concurrent with others, staggered, chunked prefill
+  std::vector<Spec> mixed;
+  for (size_t i = 0; i < gp.size(); ++i) mixed.push_back({greedy_req(int64_t(i), gp[i], 24, true), int(i) * 2});
+  mixed.insert(mixed.end(), others.begin(), others.end());
+  for (int P : {1, 4})
+    for (int chunk : {-1, 16, 7})
+      for (int pol : {0, 1}) {
+        SchedulerConfig c{P, chunk, 4096, 64, false, pol ? SchedulerConfig::LPM : SchedulerConfig::FCFS};
+        compare_all("batched P=" + std::to_string(P) + " chunk=" + std::to_string(chunk) + (pol ? " LPM" : " FCFS"),
+                    run(mixed, c, 2048 / P), mixed);
+      }
+
+  // (c) retraction under a small pool
+  for (int P : {1, 4})
+    for (int chunk : {-1, 7}) {
+      SchedulerConfig c{P, chunk, 4096, 64, false, SchedulerConfig::FCFS};
+      int pages = P == 1 ? 120 : 32;
+      RunResult r = run(mixed, c, pages);
+      std::string name = "retraction P=" + std::to_string(P) + " chunk=" + std::to_string(chunk);
+      compare_all(name, r, mixed);
+      check(name + " retracted", r.retractions > 0, "retractions = " + std::to_string(r.retractions));
+    }
+
+  // (d) radix reuse
+  for (int P : {1, 4}) {
+    std::vector<int32_t> A;
+    for (int i = 0; i < 40; ++i) A.push_back(3 + (i * 37) % 490);
+    std::vector<int32_t> B(A.begin(), A.begin() + 30);
+    for (int i = 0; i < 7; ++i) B.push_back(5 + i * 11);
+    const int shared = 30;
+    auto kv = make_kv(256, P);
+    SchedulerConfig c{P, -1, 4096, 64, false, SchedulerConfig::FCFS};
+    Scheduler s(*g_model, *kv, c, {2});
+    RunResult r;
+    s.submit(greedy_req(1, A, 10, true));
+    std::vector<StepEvent> ev;
+    bool refused_ok = true;
+    int steps = 0;
+    while (s.step(ev)) {
+      if (steps++ == 0) refused_ok = refused_ok && !s.flush_cache();
+    }
+    collect(r, ev);
+    ev.clear();
+    s.submit(greedy_req(2, B, 10, true));
+    while (s.step(ev)) {
+    }
+    collect(r, ev);
+    bool acct = s.stats().cached_pages > 0;
+    SchedulerConfig c2 = c;
+    c2.disable_radix_cache = true;
+    RunResult nr = run({{greedy_req(2, B, 10, true), 0}}, c2, 256);
+    std::string name = "radix P=" + std::to_string(P);
+    int want = shared / P * P;
+    check(name + " cached_tokens", r.cached[2] >= want,
+          "cached " + std::to_string(r.cached[2]) + " want >= " + std::to_string(want));
+    check(name + " same output as no-cache", r.tokens[2] == nr.tokens[2] && r.tokens[2].size() == 10,
+          vec_str(r.tokens[2]) + " vs " + vec_str(nr.tokens[2]));
+    check(name + " flush refused while running", refused_ok);
+    bool fl = s.flush_cache();
+    check(name + " pool full after flush", acct && fl && s.stats().free_pages == 256);
+  }
+
+  // (e) aborts
+  for (int P : {1, 4}) {
+    std::string tag = " P=" + std::to_string(P);
+    {  // abort mid chunked prefill, and mid decode
+      auto kv = make_kv(512 / P, P);
+      SchedulerConfig c{P, 7, 4096, 64, false, SchedulerConfig::FCFS};
+      Scheduler s(*g_model, *kv, c, {2});
+      std::vector<int32_t> p(50, 0);
+      for (int i = 0; i < 50; ++i) p[i] = 3 + i * 7 % 400;
+      s.submit(greedy_req(1, p, 20, true));
+      std::vector<StepEvent> ev;
+      s.step(ev);
+      s.step(ev);
+      s.abort(1);
+      s.step(ev);
+      RunResult r;
+      collect(r, ev);
+      ev.clear();
+      bool ok1 = r.finish_reason[1] == kFinishAbort && r.finishes[1] == 1 && s.stats().running == 0;
+      s.submit(greedy_req(2, p, 20, true));
+      for (int i = 0; i < 12; ++i) s.step(ev);
+      s.abort(2);
+      while (s.step(ev)) {
+      }
+      collect(r, ev);
+      bool ok2 = r.finish_reason[2] == kFinishAbort && r.finishes[2] == 1 && r.tokens[2].size() > 0 &&
+                 r.tokens[2].size() < 20;
+      bool fl = s.flush_cache();
+      check("abort mid prefill" + tag, ok1);
+      check("abort mid decode" + tag, ok2);
+      check("abort pool full after flush" + tag, fl && s.stats().free_pages == 512 / P);
+    }
+    {  // 200 random submit / abort interleavings
+      const int pages = P == 1 ? 200 : 50;
+      auto kv = make_kv(pages, P);
+      SchedulerConfig c{P, 16, 4096, 8, false, SchedulerConfig::LPM};
+      Scheduler s(*g_model, *kv, c, {2});
+      std::mt19937 r2(99 + P);
+      RunResult r;
+      std::vector<int64_t> submitted;
+      std::string err;
+      bool acct = true;
+      std::vector<int32_t> base;
+      for (int i = 0; i < 40; ++i) base.push_back(3 + int32_t(r2() % 490));
+      for (int op = 0; op < 200; ++op) {
+        int64_t rid = 1000 + op;
+        int len = 1 + int(r2() % 40);
+        std::vector<int32_t> p(base.begin(), base.begin() + (r2() % 2 ? len : 0));
+        while (int(p.size()) < len) p.push_back(3 + int32_t(r2() % 490));
+        s.submit(greedy_req(rid, p, 1 + int(r2() % 20), r2() % 2));
+        submitted.push_back(rid);
+        if (r2() % 3 == 0) s.abort(submitted[r2() % submitted.size()]);
+        int k = int(r2() % 3);
+        for (int i = 0; i < k; ++i) {
+          std::vector<StepEvent> ev;
+          s.step(ev);
+          collect(r, ev);
+          if (acct && !accounting(s, pages, err)) acct = false;
+        }
+      }
+      std::vector<StepEvent> ev;
+      for (int i = 0; i < 5; ++i) s.step(ev);
+      for (int i = 0; i < 10; ++i) s.abort(submitted[r2() % submitted.size()]);
+      while (s.step(ev)) {
+        collect(r, ev);
+        ev.clear();
+        if (acct && !accounting(s, pages, err)) acct = false;
+      }
+      collect(r, ev);
+      bool all_one = true;
+      for (auto rid : submitted)
+        if (r.finishes[rid] != 1) all_one = false;
+      check("random submit/abort accounting" + tag, acct, err);
+      check("random submit/abort one finish each" + tag, all_one);
+      bool fl = s.flush_cache();
+      check("random submit/abort pool full" + tag, fl && s.stats().free_pages == pages);
+    }
+    {  // close with running
+      auto kv = make_kv(256, P);
+      SchedulerConfig c{P, 7, 4096, 64, false, SchedulerConfig::FCFS};
+      Scheduler s(*g_model, *kv, c, {2});
+      for (int i = 0; i < 4; ++i) s.submit(greedy_req(i, gp[i % gp.size()], 24, true));
+      std::vector<StepEvent> ev;
+      for (int i = 0; i < 4; ++i) s.step(ev);
+      s.submit(greedy_req(9, gp[0], 24, true));
+      ev.clear();
+      s.close(ev);
+      int aborts = 0;
+      for (auto& e : ev) aborts += e.finish == kFinishAbort;
+      check("close aborts all" + tag, aborts == 5, std::to_string(aborts));
+      check("close returns pages" + tag, s.stats().free_pages == 256 && s.stats().running == 0);
+    }
+  }
+
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
