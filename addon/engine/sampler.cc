@@ -138,6 +138,8 @@ void apply_penalties(float* logits, int32_t V, const SamplingParams& p, const Sa
     for (int32_t t : st.min_tokens_stop_ids)
       if (t >= 0 && t < V) logits[t] = kNegInf;
   }
+  for (const auto& [t, b] : p.logit_bias)  // sampling_batch_info.py: added after the penalties
+    if (t >= 0 && t < V) logits[t] += b;
 }
 
 void log_softmax_row(const float* logits, int32_t V, float* out, float temperature) {

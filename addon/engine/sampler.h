@@ -60,6 +60,7 @@ struct SamplingParams {
   int32_t min_new_tokens = 0;
   bool ignore_eos = false;  // no effect on logits (SGLang: finish check only)
   std::vector<int32_t> stop_token_ids;
+  std::vector<std::pair<int32_t, float>> logit_bias;  // (token, bias) added to the penalized logits
   uint64_t seed = 0;
   bool has_seed = false;
   // logprob request flags

@@ -30,9 +30,13 @@ struct SchedRequest {
   int64_t rid = 0;
   std::vector<int32_t> prompt;
   SamplingParams params;
-  int32_t max_new_tokens = 16;
+  int32_t max_new_tokens = 16;  // 0 = prefill only: the prompt is cached (and its logprobs reported), no token
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;
+  // Prompt logprobs: -1 = none; else positions [logprob_start_len, prompt_len) are reported (clamped to
+  // prompt_len - 1), with params.top_logprobs_num / params.token_ids_logprob applied to each position too.
+  // Like SGLang, the prefix-cache match is limited so those positions are recomputed.
+  int32_t logprob_start_len = -1;
 };
 
 enum FinishReason : int32_t { kFinishNone = 0, kFinishStop = 1, kFinishLength = 2, kFinishAbort = 3 };
@@ -44,6 +48,21 @@ struct StepEvent {
   int32_t finish = kFinishNone;
   int32_t matched_stop = -1;  // the eos / stop id that finished the request, else -1
   int32_t prompt_tokens = 0, completion_tokens = 0, cached_tokens = 0;
+  // Output-token logprob extras (when params.return_logprob and a token was sampled).
+  std::vector<std::pair<int32_t, float>> top_logprobs;  // [top_logprobs_num] (token, logprob), descending
+  std::vector<float> token_ids_logprobs;                // [|token_ids_logprob|]
+  // Prompt logprobs, on the request's first event (when logprob_start_len >= 0); raw log_softmax.
+  // Entry j is prompt position input_logprob_start + j; position 0 has no logprob (NaN; token -1 rows).
+  int32_t input_logprob_start = -1;
+  std::vector<float> input_logprobs;                          // [n_pos] logprob of prompt[pos]
+  std::vector<std::pair<int32_t, float>> input_top_logprobs;  // [n_pos * top_logprobs_num]
+  std::vector<float> input_token_ids_logprobs;                // [n_pos * |token_ids_logprob|]
+};
+
+// Where the time of one step() went (microseconds), for the engine's overhead accounting.
+struct StepTiming {
+  double schedule_us = 0, forward_us = 0, sample_us = 0;
+  int32_t batch_size = 0, num_tokens = 0;  // sequences and tokens in the forward (0 when none ran)
 };
 
 class Scheduler {
@@ -51,6 +70,7 @@ class Scheduler {
   struct Stats {
     int32_t waiting = 0, running = 0, free_pages = 0, cached_pages = 0, live_pages = 0;
     int64_t total_retractions = 0;
+    int64_t steps = 0;  // forwards run
   };
 
   Scheduler(Model& model, KvCache& kv, SchedulerConfig cfg, std::vector<int32_t> eos_ids);
@@ -66,6 +86,7 @@ class Scheduler {
   Stats stats() const;
   // Aborts everything (an abort event each into out) and returns every page to the pool.
   void close(std::vector<StepEvent>& out);
+  const StepTiming& last_timing() const { return timing_; }
 
  private:
   struct Req {

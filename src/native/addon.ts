@@ -49,8 +49,110 @@ export interface NativeModel {
   close(): void;
 }
 
+/** Options of the native serving engine (addon/napi/native_engine.cc). */
+export interface NativeEngineOptions {
+  modelPath: string;
+  numPages: number; // KV pool size in pages (max_total_tokens / pageSize)
+  pageSize: number;
+  chunkedPrefillSize: number; // -1 = no chunking
+  maxPrefillTokens: number; // prefill token budget per step
+  maxRunningRequests: number;
+  disableRadixCache: boolean;
+  schedulePolicy: 'fcfs' | 'lpm';
+  randomSeed?: number; // seed source for requests without their own seed
+  /** Called on the JS thread once per engine step that produced events (and once on a fatal error). */
+  onStep: (out: NativeStepOutput) => void;
+}
+
+/** One request as the engine takes it: normalised sampling params, token ids. */
+export interface NativeRequest {
+  rid: number; // caller-chosen integer (safe integer), unique among live requests
+  inputIds: Int32Array; // [prompt_len]
+  maxNewTokens: number; // 0 = prefill only (cache the prompt, report prompt logprobs, no token)
+  minNewTokens: number;
+  temperature: number;
+  topP: number;
+  topK: number; // -1 = all
+  minP: number;
+  frequencyPenalty: number;
+  presencePenalty: number;
+  repetitionPenalty: number;
+  ignoreEos: boolean;
+  stopTokenIds: Int32Array; // [S]
+  logitBiasIds?: Int32Array; // [Nb] token ids
+  logitBiasValues?: Float32Array; // [Nb] biases, aligned with logitBiasIds
+  seed: number | null; // null = from the engine's seed source
+  returnLogprob: boolean;
+  topLogprobsNum: number; // 0 = none
+  tokenIdsLogprob: Int32Array | null; // [Ni] ids whose logprobs are reported per position
+  logprobStartLen: number; // -1 = no prompt logprobs; else the first prompt position reported
+}
+
+/**
+ * The events of one engine step, as parallel typed arrays (n events). Variable-length parts are CSR:
+ * event i owns [xIndptr[i], xIndptr[i+1]) of the matching value arrays.
+ */
+export interface NativeStepOutput {
+  n: number;
+  rid: Float64Array; // [n]
+  token: Int32Array; // [n] sampled token, -1 when none (abort, prefill-only finish)
+  logprob: Float32Array; // [n] logprob of token (when returnLogprob)
+  finish: Int32Array; // [n] 0 running, 1 stop, 2 length, 3 abort
+  matchedStop: Int32Array; // [n] the EOS / stop token id that ended it, else -1
+  promptTokens: Int32Array; // [n]
+  completionTokens: Int32Array; // [n]
+  cachedTokens: Int32Array; // [n]
+  topIndptr: Int32Array; // [n+1] output top logprobs
+  topIds: Int32Array;
+  topLogprobs: Float32Array;
+  idsIndptr: Int32Array; // [n+1] output token_ids_logprob values, in the request's id order
+  idsLogprobs: Float32Array;
+  inputStart: Int32Array; // [n] first prompt position of the input logprobs in this event, -1 none
+  inputIndptr: Int32Array; // [n+1] positions; logprob NaN = none (position 0)
+  inputLogprobs: Float32Array;
+  inputTopIndptr: Int32Array; // [n+1] positions * topLogprobsNum entries (id -1 / NaN at position 0)
+  inputTopIds: Int32Array;
+  inputTopLogprobs: Float32Array;
+  inputIdsIndptr: Int32Array; // [n+1] positions * |tokenIdsLogprob| entries
+  inputIdsLogprobs: Float32Array;
+  /** Where the step's native time went (microseconds); forward 0 when no forward ran. */
+  scheduleUs: number;
+  forwardUs: number;
+  sampleUs: number;
+  batchSize: number; // sequences in the forward
+  numTokens: number; // tokens in the forward
+  /** Set (with n = 0) when the engine hit a fatal error; every live request was then aborted. */
+  error?: string;
+}
+
+export interface NativeEngineStats {
+  waiting: number;
+  running: number;
+  freePages: number;
+  cachedPages: number; // owned by the radix cache (evictable or locked)
+  livePages: number; // owned by running requests outside the cache
+  totalPages: number;
+  totalRetractions: number;
+  steps: number; // forwards run
+}
+
+export interface NativeEngine {
+  info(): ModelInfo;
+  /** Queues a request; throws TypeError (naming the field) for a malformed one, Error after close. */
+  submit(req: NativeRequest): void;
+  /** Aborts a live request (no-op for an unknown rid): it ends with an abort event. */
+  abort(rid: number): void;
+  /** Empties the radix cache; resolves false (nothing done) while requests wait or run. */
+  flushCache(): Promise<boolean>;
+  /** A snapshot taken after the last step (thread-safe). */
+  stats(): NativeEngineStats;
+  /** Aborts everything (abort events are delivered first), joins the engine thread, frees the model. */
+  close(): Promise<void>;
+}
+
 export interface NativeAddon {
   NativeModel: new (opts: { modelPath: string; numPages: number; pageSize?: number }) => NativeModel;
+  NativeEngine: new (opts: NativeEngineOptions) => NativeEngine;
   /** memcpy of a `bytes` buffer across the CPU threads, GB/s of bytes copied (each byte counted once). */
   cpuMemcpyBandwidthGBs(bytes: number, iters?: number): number;
   /** Read-only sweep of a `bytes` buffer across the CPU threads, GB/s of bytes read. */
