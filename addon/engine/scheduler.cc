@@ -1,14 +1,23 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
+#include <cmath>
+#include <limits>
 #include <stdexcept>
+
+#include "engine/logprob_row.h"
 
 namespace sgl {
 
 namespace {
 int32_t ceil_div(int32_t a, int32_t b) { return (a + b - 1) / b; }
 bool contains(const std::vector<int32_t>& v, int32_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+double elapsed_us(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::micro>(b - a).count();
+}
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 }  // namespace
 
 Scheduler::Scheduler(Model& model, KvCache& kv, SchedulerConfig cfg, std::vector<int32_t> eos_ids)
@@ -34,6 +43,9 @@ void Scheduler::submit(SchedRequest req) {
   q->r.params.ignore_eos = q->r.ignore_eos;
   q->tokens = q->r.prompt;
   q->prompt_len = int32_t(q->r.prompt.size());
+  if (q->r.logprob_start_len >= 0 && q->prompt_len > 0)
+    q->lp_start = std::min(q->r.logprob_start_len, q->prompt_len - 1);
+  reset_prompt_logprobs(*q);
   sampler_state_init(q->st, q->r.params, q->r.prompt.data(), q->r.prompt.size(), eos_ids_);
   waiting_.push_back(std::move(q));
 }
@@ -51,6 +63,38 @@ StepEvent Scheduler::make_event(const Req& q, int32_t token, float logprob, int3
   e.completion_tokens = q.num_output;
   e.cached_tokens = std::max(0, q.cached_tokens);
   return e;
+}
+
+// Prompt logprobs: position 0 has none (SGLang reports None there), so its entries are NaN placeholders.
+void Scheduler::reset_prompt_logprobs(Req& q) {
+  q.in_lp.clear();
+  q.in_top.clear();
+  q.in_ids.clear();
+  if (q.lp_start != 0) return;
+  q.in_lp.push_back(kNaN);
+  q.in_top.assign(size_t(std::max(0, q.r.params.top_logprobs_num)), {-1, kNaN});
+  q.in_ids.assign(q.r.params.token_ids_logprob.size(), kNaN);
+}
+
+void Scheduler::attach_prompt_logprobs(Req& q, StepEvent& e) {
+  if (q.first_event_sent) return;
+  q.first_event_sent = true;
+  if (q.lp_start < 0) return;
+  e.input_logprob_start = q.lp_start;
+  e.input_logprobs = std::move(q.in_lp);
+  e.input_top_logprobs = std::move(q.in_top);
+  e.input_token_ids_logprobs = std::move(q.in_ids);
+  q.in_lp.clear();
+  q.in_top.clear();
+  q.in_ids.clear();
+}
+
+// Prompt tokens whose KV may come from the cache. Positions whose logprobs are wanted must be recomputed
+// (the logits row of position p - 1 gives position p), as SGLang limits its prefix match.
+int32_t Scheduler::match_limit(const Req& q) const {
+  const int32_t len = int32_t(q.tokens.size());
+  if (!wants_prompt_logprobs(q)) return len - 1;
+  return std::min(len - 1, std::max(q.lp_start - 1, 0));
 }
 
 bool Scheduler::alloc_pages(int32_t n, std::vector<int32_t>& out) {
@@ -80,122 +124,157 @@ void Scheduler::release(Req& q, bool insert_into_cache) {
   q.kv_done = 0;
 }
 
+// SGLang's cache_unfinished_req: after a prefill chunk, the full pages computed so far go into the tree, so
+// requests admitted later (parallel samples, shared system prompts) reuse them while this one still runs.
+void Scheduler::cache_unfinished(Req& q) {
+  const int32_t P = cfg_.page_size;
+  const size_t full = size_t(q.kv_done / P), pre = q.prefix_pages.size();
+  if (tree_.disabled() || full <= pre) return;
+  std::vector<int32_t> pages = q.prefix_pages;
+  pages.insert(pages.end(), q.own_pages.begin(), q.own_pages.end());
+  const size_t dup_end = tree_.insert(q.tokens.data(), full * P, pages.data()) / P;
+  auto m = tree_.match_prefix(q.tokens.data(), full * P);
+  std::vector<int32_t> dups;  // ours, but another request cached the same tokens first: use the tree's
+  for (size_t i = pre; i < dup_end; ++i) dups.push_back(pages[i]);
+  if (!dups.empty()) pool_.free(dups);
+  tree_.lock(m.last_node);
+  if (q.node) tree_.unlock(q.node);
+  q.node = m.last_node;
+  q.prefix_pages = std::move(m.pages);
+  q.own_pages.assign(pages.begin() + long(full), pages.end());
+}
+
 void Scheduler::retract(Req& q) {
   release(q, false);
+  if (!q.first_event_sent) reset_prompt_logprobs(q);
   ++total_retractions_;
 }
 
-bool Scheduler::step(std::vector<StepEvent>& out) {
-  const int32_t P = cfg_.page_size;
-  const size_t out0 = out.size();
-  // (0) aborts
-  if (!pending_aborts_.empty()) {
-    for (auto it = waiting_.begin(); it != waiting_.end();) {
-      if (pending_aborts_.count((*it)->r.rid)) {
-        out.push_back(make_event(**it, -1, 0.0f, kFinishAbort, -1));
-        it = waiting_.erase(it);
-      } else {
-        ++it;
-      }
+void Scheduler::apply_aborts(std::vector<StepEvent>& out) {
+  if (pending_aborts_.empty()) return;
+  for (auto it = waiting_.begin(); it != waiting_.end();) {
+    if (pending_aborts_.count((*it)->r.rid)) {
+      out.push_back(make_event(**it, -1, 0.0f, kFinishAbort, -1));
+      it = waiting_.erase(it);
+    } else {
+      ++it;
     }
-    for (auto it = running_.begin(); it != running_.end();) {
-      if (pending_aborts_.count((*it)->r.rid)) {
-        release(**it, false);
-        out.push_back(make_event(**it, -1, 0.0f, kFinishAbort, -1));
-        it = running_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    pending_aborts_.clear();
   }
-  if (waiting_.empty() && running_.empty()) return out.size() > out0;
+  for (auto it = running_.begin(); it != running_.end();) {
+    if (pending_aborts_.count((*it)->r.rid)) {
+      release(**it, false);
+      out.push_back(make_event(**it, -1, 0.0f, kFinishAbort, -1));
+      it = running_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  pending_aborts_.clear();
+}
 
-  int64_t budget = cfg_.max_prefill_tokens;
-  if (cfg_.chunked_prefill_size > 0) budget = std::min<int64_t>(budget, cfg_.chunked_prefill_size);
-
-  // (1) plan running requests (admission order); retract the newest when pages run out
-  std::vector<std::pair<Req*, int32_t>> plan;
+// Running requests, in admission order: a decode token each, or their next prefill chunk. When pages run
+// out, the most recently admitted request goes back to the front of the queue (possibly the one at hand).
+bool Scheduler::plan_running(int64_t& budget, std::vector<Planned>& plan) {
+  const int32_t P = cfg_.page_size;
   bool retracted = false;
   for (size_t i = 0; i < running_.size(); ++i) {
     Req& q = *running_[i];
     const int32_t remaining = int32_t(q.tokens.size()) - q.kv_done;
-    int32_t n = remaining <= 1 ? remaining : int32_t(std::min<int64_t>(remaining, budget));
+    const int32_t n = remaining <= 1 ? remaining : int32_t(std::min<int64_t>(remaining, budget));
     if (n <= 0) continue;
     bool ok = false;
     while (true) {
       const int32_t need = ceil_div(q.kv_done + n, P) - int32_t(q.prefix_pages.size() + q.own_pages.size());
-      if (alloc_pages(need, q.own_pages)) { ok = true; break; }
-      // retract the most recently admitted running request (the last one; possibly q itself)
+      if (alloc_pages(need, q.own_pages)) {
+        ok = true;
+        break;
+      }
       Req& victim = *running_.back();
       retract(victim);
       retracted = true;
-      ReqPtr v = std::move(running_.back());
+      waiting_.push_front(std::move(running_.back()));
       running_.pop_back();
-      waiting_.push_front(std::move(v));
       if (&victim == &q) break;
     }
     if (!ok) break;
     if (remaining > 1) budget -= n;
-    plan.emplace_back(&q, n);
+    plan.push_back({&q, n});
   }
+  return !retracted;
+}
 
-  // (2) admit waiting requests
-  if (!retracted && !waiting_.empty()) {
-    if (cfg_.policy == SchedulerConfig::LPM && !tree_.disabled() && waiting_.size() > 1) {
-      std::vector<std::pair<size_t, size_t>> keyed;  // (matched, index)
-      for (size_t i = 0; i < waiting_.size(); ++i) {
-        const Req& q = *waiting_[i];
-        auto m = tree_.match_prefix(q.tokens.data(), q.tokens.size() - 1);
-        keyed.emplace_back(m.matched_tokens, i);
-      }
-      std::stable_sort(keyed.begin(), keyed.end(), [](auto& a, auto& b) { return a.first > b.first; });
-      std::deque<ReqPtr> sorted;
-      for (auto& k : keyed) sorted.push_back(std::move(waiting_[k.second]));
-      waiting_.swap(sorted);
+void Scheduler::sort_waiting_lpm() {
+  std::vector<std::pair<size_t, size_t>> keyed;  // (matched, index)
+  for (size_t i = 0; i < waiting_.size(); ++i) {
+    const Req& q = *waiting_[i];
+    auto m = tree_.match_prefix(q.tokens.data(), size_t(std::max(0, match_limit(q))));
+    keyed.emplace_back(m.matched_tokens, i);
+  }
+  std::stable_sort(keyed.begin(), keyed.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  std::deque<ReqPtr> sorted;
+  for (auto& k : keyed) sorted.push_back(std::move(waiting_[k.second]));
+  waiting_.swap(sorted);
+}
+
+void Scheduler::admit_waiting(int64_t& budget, std::vector<Planned>& plan, std::vector<StepEvent>& out) {
+  const int32_t P = cfg_.page_size;
+  if (cfg_.policy == SchedulerConfig::LPM && !tree_.disabled() && waiting_.size() > 1) sort_waiting_lpm();
+  while (!waiting_.empty() && int32_t(running_.size()) < cfg_.max_running_requests && budget > 0) {
+    Req& q = *waiting_.front();
+    const int32_t len = int32_t(q.tokens.size());
+    if (len == 0 || len >= context_len_) {  // the front end rejects these; never run them
+      out.push_back(make_event(q, -1, 0.0f, kFinishAbort, -1));
+      waiting_.pop_front();
+      continue;
     }
-    while (!waiting_.empty() && int32_t(running_.size()) < cfg_.max_running_requests && budget > 0) {
-      Req& q = *waiting_.front();
-      const int32_t len = int32_t(q.tokens.size());
-      if (len == 0 || len >= context_len_) {  // empty or too long: cannot run
+    auto m = tree_.match_prefix(q.tokens.data(), size_t(match_limit(q)));
+    tree_.lock(m.last_node);
+    const int32_t matched = int32_t(m.matched_tokens);
+    const int32_t n = int32_t(std::min<int64_t>(len - matched, budget));
+    const int32_t need = ceil_div(matched + n, P) - int32_t(m.pages.size());
+    std::vector<int32_t> own;
+    if (!alloc_pages(need, own)) {
+      tree_.unlock(m.last_node);
+      if (running_.empty() && plan.empty()) {  // cannot fit even alone: give up on it
         out.push_back(make_event(q, -1, 0.0f, kFinishAbort, -1));
         waiting_.pop_front();
         continue;
       }
-      auto m = tree_.match_prefix(q.tokens.data(), size_t(len - 1));
-      tree_.lock(m.last_node);
-      const int32_t matched = int32_t(m.matched_tokens);
-      const int32_t n = int32_t(std::min<int64_t>(len - matched, budget));
-      const int32_t need = ceil_div(matched + n, P) - int32_t(m.pages.size());
-      std::vector<int32_t> own;
-      if (!alloc_pages(need, own)) {
-        tree_.unlock(m.last_node);
-        if (running_.empty() && plan.empty()) {  // cannot fit even alone: give up on it
-          out.push_back(make_event(q, -1, 0.0f, kFinishAbort, -1));
-          waiting_.pop_front();
-          continue;
-        }
-        break;
-      }
-      q.node = m.last_node;
-      q.prefix_pages = std::move(m.pages);
-      q.own_pages = std::move(own);
-      q.kv_done = matched;
-      if (q.cached_tokens < 0) q.cached_tokens = matched;
-      q.admit_seq = ++admit_counter_;
-      budget -= n;
-      running_.push_back(std::move(waiting_.front()));
-      waiting_.pop_front();
-      plan.emplace_back(running_.back().get(), n);
+      break;
     }
+    q.node = m.last_node;
+    q.prefix_pages = std::move(m.pages);
+    q.own_pages = std::move(own);
+    q.kv_done = matched;
+    if (q.cached_tokens < 0) q.cached_tokens = matched;
+    budget -= n;
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+    plan.push_back({running_.back().get(), n});
   }
+}
 
+bool Scheduler::step(std::vector<StepEvent>& out) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  const int32_t P = cfg_.page_size;
+  const size_t out0 = out.size();
+  timing_ = StepTiming{};
+  apply_aborts(out);
+  if (waiting_.empty() && running_.empty()) return out.size() > out0;
+
+  int64_t budget = cfg_.max_prefill_tokens;
+  if (cfg_.chunked_prefill_size > 0) budget = std::min<int64_t>(budget, cfg_.chunked_prefill_size);
+  std::vector<Planned> plan;
+  // After a retraction the pool is short: admit nobody this step.
+  if (plan_running(budget, plan) && !waiting_.empty()) admit_waiting(budget, plan, out);
   if (plan.empty()) return out.size() > out0 || !waiting_.empty() || !running_.empty();
 
-  // (3) one forward
-  std::vector<int32_t> token_ids, qo{0}, kv_indptr{0}, pages, kv_lens, rows;
-  std::vector<Req*> row_req;
+  // One varlen batch: each planned request's next n tokens; logits rows for sampling and prompt logprobs.
+  std::vector<int32_t> token_ids, qo{0}, kv_indptr{0}, pages, kv_lens, row_idx;
+  std::vector<Row> rows;
   for (auto& [q, n] : plan) {
+    const int32_t base = int32_t(token_ids.size());
     token_ids.insert(token_ids.end(), q->tokens.begin() + q->kv_done, q->tokens.begin() + q->kv_done + n);
     qo.push_back(int32_t(token_ids.size()));
     const int32_t kvlen = q->kv_done + n;
@@ -205,31 +284,49 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
                                                           : q->own_pages[p - q->prefix_pages.size()]);
     kv_indptr.push_back(int32_t(pages.size()));
     kv_lens.push_back(kvlen);
-    if (kvlen == int32_t(q->tokens.size())) {
-      rows.push_back(int32_t(token_ids.size()) - 1);
-      row_req.push_back(q);
+    if (wants_prompt_logprobs(*q)) {
+      const int32_t first = std::max(q->kv_done, std::max(q->lp_start, 1) - 1);
+      const int32_t last = std::min(kvlen, q->prompt_len - 1);  // exclusive
+      for (int32_t p = first; p < last; ++p) {
+        row_idx.push_back(base + p - q->kv_done);
+        rows.push_back({q, p, false});
+      }
+    }
+    if (kvlen == int32_t(q->tokens.size()) && q->r.max_new_tokens > 0) {
+      row_idx.push_back(int32_t(token_ids.size()) - 1);
+      rows.push_back({q, kvlen - 1, true});
     }
   }
   ForwardBatch fb;
   fb.B = int32_t(plan.size());
   fb.T = int32_t(token_ids.size());
-  fb.R = int32_t(rows.size());
+  fb.R = int32_t(row_idx.size());
   fb.token_ids = token_ids.data();
   fb.qo_indptr = qo.data();
   fb.kv_indptr = kv_indptr.data();
   fb.kv_page_indices = pages.data();
   fb.kv_lens = kv_lens.data();
-  fb.logit_rows = rows.data();
+  fb.logit_rows = row_idx.data();
   logits_.resize(size_t(std::max(1, fb.R)) * vocab_);
+  const auto t1 = clock::now();
   model_.forward(fb, kv_, logits_.data());
+  const auto t2 = clock::now();
   for (auto& [q, n] : plan) q->kv_done += n;
+  ++steps_;
 
-  // (4) sample, finish
+  // Read the rows: prompt logprobs, then sampling and finish checks.
   std::unordered_set<Req*> finished;
-  for (size_t i = 0; i < row_req.size(); ++i) {
-    Req& q = *row_req[i];
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Req& q = *rows[i].q;
+    float* row = logits_.data() + i * size_t(vocab_);
+    if (!rows[i].sample) {
+      LogprobRowRequest lr{q.tokens[size_t(rows[i].position) + 1], q.r.params.top_logprobs_num,
+                           &q.r.params.token_ids_logprob};
+      q.in_lp.push_back(logprob_row_read(row, vocab_, lr, lp_scratch_, q.in_top, q.in_ids));
+      continue;
+    }
     SampleOutput so;
-    int32_t tok = sample_row(logits_.data() + i * size_t(vocab_), vocab_, q.r.params, q.st, so);
+    const int32_t tok = sample_row(row, vocab_, q.r.params, q.st, so);
     sampler_state_append(q.st, tok);
     q.tokens.push_back(tok);
     q.num_output++;
@@ -240,16 +337,35 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
     } else if (q.num_output >= q.r.max_new_tokens || int32_t(q.tokens.size()) >= context_len_) {
       finish = kFinishLength;
     }
-    out.push_back(make_event(q, tok, so.logprob, finish, matched));
-    if (finish != kFinishNone) {
-      release(q, true);
-      finished.insert(&q);
+    StepEvent e = make_event(q, tok, so.logprob, finish, matched);
+    e.top_logprobs = std::move(so.top_logprobs);
+    e.token_ids_logprobs = std::move(so.token_ids_logprobs);
+    attach_prompt_logprobs(q, e);
+    out.push_back(std::move(e));
+    if (finish != kFinishNone) finished.insert(&q);
+  }
+  for (auto& [q, n] : plan) {
+    const bool prefill_done = q->kv_done == int32_t(q->tokens.size());
+    if (q->r.max_new_tokens == 0 && prefill_done) {  // prefill only: cached, reported, done
+      StepEvent e = make_event(*q, -1, 0.0f, kFinishLength, -1);
+      attach_prompt_logprobs(*q, e);
+      out.push_back(std::move(e));
+      finished.insert(q);
+    } else if (n > 1 && !finished.count(q)) {
+      cache_unfinished(*q);
     }
   }
+  for (Req* q : finished) release(*q, true);
   if (!finished.empty())
     running_.erase(std::remove_if(running_.begin(), running_.end(),
                                   [&](const ReqPtr& p) { return finished.count(p.get()) > 0; }),
                    running_.end());
+  const auto t3 = clock::now();
+  timing_.schedule_us = elapsed_us(t0, t1);
+  timing_.forward_us = elapsed_us(t1, t2);
+  timing_.sample_us = elapsed_us(t2, t3);
+  timing_.batch_size = fb.B;
+  timing_.num_tokens = fb.T;
   return true;
 }
 
@@ -266,6 +382,7 @@ Scheduler::Stats Scheduler::stats() const {
   s.cached_pages = int32_t(tree_.total_cached_pages());
   for (auto& q : running_) s.live_pages += int32_t(q->own_pages.size());
   s.total_retractions = total_retractions_;
+  s.steps = steps_;
   return s;
 }
 

@@ -100,12 +100,34 @@ class Scheduler {
     std::vector<int32_t> own_pages;         // allocated by this request
     int32_t kv_done = 0;                    // tokens with KV in the pages
     int32_t cached_tokens = -1;             // from the first admission
-    uint64_t admit_seq = 0;
+    int32_t lp_start = -1;                  // clamped logprob_start_len, -1 = no prompt logprobs
+    bool first_event_sent = false;          // prompt logprobs travel on the first event
+    std::vector<float> in_lp;               // prompt logprobs gathered so far (positions lp_start..)
+    std::vector<std::pair<int32_t, float>> in_top;
+    std::vector<float> in_ids;
   };
   using ReqPtr = std::unique_ptr<Req>;
+  struct Planned {
+    Req* q;
+    int32_t n;  // tokens of q in this forward
+  };
+  struct Row {  // one logits row of the forward
+    Req* q;
+    int32_t position;  // token position whose next-token logits this is
+    bool sample;       // sampling row (else a prompt-logprob row)
+  };
 
+  void apply_aborts(std::vector<StepEvent>& out);
+  bool plan_running(int64_t& budget, std::vector<Planned>& plan);  // false when it retracted someone
+  void admit_waiting(int64_t& budget, std::vector<Planned>& plan, std::vector<StepEvent>& out);
+  void sort_waiting_lpm();
+  bool wants_prompt_logprobs(const Req& q) const { return q.lp_start >= 0 && !q.first_event_sent; }
+  int32_t match_limit(const Req& q) const;
+  void reset_prompt_logprobs(Req& q);
+  void attach_prompt_logprobs(Req& q, StepEvent& e);
   bool alloc_pages(int32_t n, std::vector<int32_t>& out);
   void release(Req& q, bool insert_into_cache);  // frees / hands over pages, unlocks
+  void cache_unfinished(Req& q);                  // inserts the KV so far into the tree, keeps running
   void retract(Req& q);
   StepEvent make_event(const Req& q, int32_t token, float logprob, int32_t finish, int32_t matched) const;
 
@@ -120,9 +142,11 @@ class Scheduler {
   std::deque<ReqPtr> waiting_;
   std::vector<ReqPtr> running_;  // admission order
   std::unordered_set<int64_t> pending_aborts_;
-  uint64_t admit_counter_ = 0;
   int64_t total_retractions_ = 0;
   std::vector<float> logits_;
+  std::vector<float> lp_scratch_;
+  StepTiming timing_;
+  int64_t steps_ = 0;
 };
 
 }  // namespace sgl

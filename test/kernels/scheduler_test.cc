@@ -2,6 +2,8 @@
 // outputs alone and batched (chunked prefill, staggered arrivals), retraction under a tiny pool, radix
 // prefix reuse, aborts, close(). Page accounting is checked after every step. Prints PASS/FAIL lines and
 // ends with "N passed, M failed"; exits non-zero on any failure.
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -350,6 +352,143 @@ int main() {
       check("close aborts all" + tag, aborts == 5, std::to_string(aborts));
       check("close returns pages" + tag, s.stats().free_pages == 256 && s.stats().running == 0);
     }
+  }
+
+  // (f) prompt logprobs, output logprob extras (against transformers' goldens), prefill-only + sharing
+  std::vector<std::vector<double>> gplp;
+  std::vector<std::vector<double>> ggreedy_lp;
+  std::vector<std::pair<double, double>> glabel;
+  for (auto& g : golden["generate"].array()) {
+    std::vector<double> v;
+    for (auto& x : g["prompt_logprobs"].array()) v.push_back(x.is_null() ? NAN : x.number());
+    gplp.push_back(v);
+    std::vector<double> w;
+    for (auto& x : g["greedy_logprobs"].array()) w.push_back(x.number());
+    ggreedy_lp.push_back(w);
+    glabel.push_back({g["label_logprobs"]["1"].number(), g["label_logprobs"]["2"].number()});
+  }
+  for (int P : {1, 4})
+    for (int chunk : {-1, 3}) {
+      std::string tag = " P=" + std::to_string(P) + " chunk=" + std::to_string(chunk);
+      auto kv = make_kv(512 / P, P);
+      SchedulerConfig c{P, chunk, 4096, 64, false, SchedulerConfig::FCFS};
+      Scheduler s(*g_model, *kv, c, {2});
+      // cache every prompt first, so the logprob requests must not reuse the cached prefix
+      for (size_t i = 0; i < gp.size(); ++i) s.submit(greedy_req(int64_t(50 + i), gp[i], 0, true));
+      std::vector<StepEvent> ev;
+      while (s.step(ev)) {
+      }
+      int prefill_only_ok = 0;
+      for (auto& e : ev) prefill_only_ok += e.finish == kFinishLength && e.token == -1 && e.completion_tokens == 0;
+      check("prefill-only finishes without a token" + tag, prefill_only_ok == int(gp.size()));
+      ev.clear();
+      for (size_t i = 0; i < gp.size(); ++i) {
+        SchedRequest r = greedy_req(int64_t(i), gp[i], 24, true);
+        r.params.return_logprob = true;
+        r.params.top_logprobs_num = 3;
+        r.params.token_ids_logprob = {1, 2};
+        r.logprob_start_len = i == 0 ? 0 : 2;
+        s.submit(r);
+      }
+      while (s.step(ev)) {
+      }
+      double worst = 0, worst_out = 0, worst_label = 0;
+      bool shape_ok = true, top_ok = true;
+      std::map<int64_t, std::vector<int32_t>> toks;
+      for (auto& e : ev) {
+        if (e.token >= 0) toks[e.rid].push_back(e.token);
+        if (e.rid >= int64_t(gp.size()) || e.token < 0) continue;
+        const size_t i = size_t(e.rid);
+        const int32_t k = int32_t(toks[e.rid].size()) - 1;  // output index
+        if (k < int32_t(ggreedy_lp[i].size())) worst_out = std::max(worst_out, std::fabs(e.logprob - ggreedy_lp[i][k]));
+        if (e.top_logprobs.size() != 3 || e.token_ids_logprobs.size() != 2 || e.top_logprobs[0].first != e.token)
+          shape_ok = false;
+        if (k == 0) {
+          worst_label = std::max({worst_label, std::fabs(e.token_ids_logprobs[0] - glabel[i].first),
+                                  std::fabs(e.token_ids_logprobs[1] - glabel[i].second)});
+          const int32_t start = i == 0 ? 0 : 2, n = int32_t(gp[i].size()) - start;
+          if (e.input_logprob_start != start || int32_t(e.input_logprobs.size()) != n ||
+              int32_t(e.input_top_logprobs.size()) != 3 * n || int32_t(e.input_token_ids_logprobs.size()) != 2 * n) {
+            shape_ok = false;
+            continue;
+          }
+          for (int32_t j = 0; j < n; ++j) {
+            const double want = gplp[i][size_t(start + j)], got = e.input_logprobs[size_t(j)];
+            if (std::isnan(want) != std::isnan(got)) shape_ok = false;
+            if (!std::isnan(want)) worst = std::max(worst, std::fabs(got - want));
+            if (!std::isnan(got) && e.input_top_logprobs[size_t(3 * j)].second + 1e-6 < got) top_ok = false;
+          }
+        } else if (e.input_logprob_start != -1 || !e.input_logprobs.empty()) {
+          shape_ok = false;
+        }
+      }
+      bool outputs_ok = true;
+      for (size_t i = 0; i < gp.size(); ++i) outputs_ok = outputs_ok && toks[int64_t(i)] == gout[i];
+      check("prompt logprobs vs golden" + tag, worst < 1e-3, "worst " + std::to_string(worst));
+      check("output logprobs vs golden" + tag, worst_out < 1e-3, "worst " + std::to_string(worst_out));
+      check("token_ids_logprob vs golden label_logprobs" + tag, worst_label < 1e-3, std::to_string(worst_label));
+      check("logprob shapes" + tag, shape_ok);
+      check("top logprobs bound the target" + tag, top_ok);
+      check("logprob requests keep golden outputs" + tag, outputs_ok);
+      // parallel samples after a prefill-only request: the prompt's pages are shared
+      ev.clear();
+      s.flush_cache();
+      s.submit(greedy_req(70, gp[1], 0, true));
+      while (s.step(ev)) {
+      }
+      const int32_t free_before = s.stats().free_pages;
+      for (int j = 0; j < 3; ++j) s.submit(greedy_req(71 + j, gp[1], 24, true));
+      s.step(ev);  // admits all three
+      const int32_t used = free_before - s.stats().free_pages;
+      while (s.step(ev)) {
+      }
+      std::map<int64_t, std::vector<int32_t>> pt;
+      std::map<int64_t, int32_t> cached;
+      for (auto& e : ev) {
+        if (e.token >= 0) pt[e.rid].push_back(e.token);
+        cached[e.rid] = e.cached_tokens;
+      }
+      const int32_t want_cached = (int32_t(gp[1].size()) - 1) / P * P;
+      bool par_ok = true;
+      for (int j = 0; j < 3; ++j) par_ok = par_ok && pt[71 + j] == gout[1] && cached[71 + j] >= want_cached;
+      check("n=3 after prefill-only share the prompt" + tag, par_ok,
+            "cached " + std::to_string(cached[71]) + " want >= " + std::to_string(want_cached));
+      // each sample allocates only its tail: at most ceil((len - cached + 1) / P) pages at admission
+      check("n=3 allocate only tail pages" + tag, used <= 3 * ((int32_t(gp[1].size()) - want_cached + P) / P),
+            "used " + std::to_string(used));
+    }
+
+  // (g) insert after prefill: a request admitted while another with the same prompt still decodes shares it
+  for (int P : {1, 4}) {
+    auto kv = make_kv(512 / P, P);
+    SchedulerConfig c{P, 7, 4096, 64, false, SchedulerConfig::FCFS};
+    Scheduler s(*g_model, *kv, c, {2});
+    std::vector<int32_t> p;
+    for (int i = 0; i < 30; ++i) p.push_back(3 + (i * 53) % 480);
+    s.submit(greedy_req(1, p, 40, true));
+    std::vector<StepEvent> ev;
+    s.step(ev);
+    const StepTiming t0 = s.last_timing();
+    for (int i = 0; i < 7; ++i) s.step(ev);  // 5 prefill chunks, then decodes
+    bool first_running = s.stats().running == 1;
+    s.submit(greedy_req(2, p, 5, true));
+    while (s.step(ev)) {
+    }
+    int32_t cached2 = -1;
+    std::vector<int32_t> t1, t2;
+    for (auto& e : ev) {
+      if (e.rid == 2) cached2 = e.cached_tokens;
+      if (e.token >= 0) (e.rid == 1 ? t1 : t2).push_back(e.token);
+    }
+    const int32_t want = 29 / P * P;
+    std::string tag = " P=" + std::to_string(P);
+    check("cache after prefill shares with a later request" + tag, first_running && cached2 >= want,
+          "cached " + std::to_string(cached2) + " want >= " + std::to_string(want));
+    check("shared prefix keeps outputs" + tag, t2.size() == 5 && std::equal(t2.begin(), t2.end(), t1.begin()));
+    check("timing of a forward" + tag, t0.forward_us > 0 && t0.batch_size == 1 && t0.num_tokens == 7,
+          std::to_string(t0.forward_us) + " " + std::to_string(t0.num_tokens));
+    s.flush_cache();
+    check("cache after prefill pool full after flush" + tag, s.stats().free_pages == 512 / P);
   }
 
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
