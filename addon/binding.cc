@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "cpu/mem_bandwidth.h"
+#include "napi/native_engine.h"
 #include "napi/native_model.h"
 #ifdef SGL_WITH_CUDA
 #include "../cuda/cuda_probe.h"
@@ -25,6 +26,7 @@ Napi::Value read_bandwidth(const Napi::CallbackInfo& info) {
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", sgl::native_model_class(env));
+  exports.Set("NativeEngine", sgl::native_engine_class(env));
   exports.Set("cpuMemcpyBandwidthGBs", Napi::Function::New(env, memcpy_bandwidth));
   exports.Set("cpuReadBandwidthGBs", Napi::Function::New(env, read_bandwidth));
 #ifdef SGL_WITH_CUDA

@@ -5,6 +5,7 @@
 #include "backend/backend.h"
 #include "kv/kv_cache.h"
 #include "models/model.h"
+#include "napi/model_info.h"
 #include "napi/napi_util.h"
 
 namespace sgl {
@@ -47,39 +48,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value info(const Napi::CallbackInfo& info) {
     check_open(info.Env());
-    Napi::Env env = info.Env();
-    const ModelConfig& c = *config_;
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("architecture", c.architecture);
-    Napi::Array archs = Napi::Array::New(env, c.architectures.size());
-    for (size_t i = 0; i < c.architectures.size(); i++) archs.Set(uint32_t(i), c.architectures[i]);
-    o.Set("architectures", archs);
-    o.Set("modelType", c.model_type);
-    o.Set("dtype", c.dtype);
-    o.Set("hiddenSize", c.hidden_size);
-    o.Set("intermediateSize", c.intermediate_size);
-    o.Set("numLayers", c.num_layers);
-    o.Set("numHeads", c.num_heads);
-    o.Set("numKvHeads", c.num_kv_heads);
-    o.Set("headDim", c.head_dim);
-    o.Set("vocabSize", c.vocab_size);
-    o.Set("contextLength", c.max_position_embeddings);
-    o.Set("bosTokenId", double(c.bos_token_id));
-    o.Set("padTokenId", double(c.pad_token_id));
-    Napi::Array eos = Napi::Array::New(env, c.eos_token_ids.size());
-    for (size_t i = 0; i < c.eos_token_ids.size(); i++) eos.Set(uint32_t(i), double(c.eos_token_ids[i]));
-    o.Set("eosTokenIds", eos);
-    o.Set("ropeType", c.rope.type);
-    o.Set("ropeTheta", c.rope.theta);
-    o.Set("tieWordEmbeddings", c.tie_word_embeddings);
-    o.Set("configJson", c.raw.dump());
-    o.Set("generationConfigJson", c.generation.is_null() ? env.Null() : Napi::String::New(env, c.generation.dump()));
-    o.Set("weightBytes", double(ckpt_->total_bytes()));
-    o.Set("kvBytes", double(kv_->bytes()));
-    o.Set("numPages", kv_->num_pages());
-    o.Set("pageSize", kv_->page_size());
-    o.Set("backend", cpu_backend().name);
-    return o;
+    return model_info_object(info.Env(), *config_, *ckpt_, *kv_, cpu_backend().name);
   }
 
   // forward({tokenIds, qoIndptr, kvIndptr, kvPageIndices, kvLens, logitRows}) -> Float32Array [R * V]

@@ -1,0 +1,40 @@
+#include "napi/model_info.h"
+
+namespace sgl {
+
+Napi::Object model_info_object(Napi::Env env, const ModelConfig& c, const Checkpoint& ckpt, const KvCache& kv,
+                               const char* backend_name) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("architecture", c.architecture);
+  Napi::Array archs = Napi::Array::New(env, c.architectures.size());
+  for (size_t i = 0; i < c.architectures.size(); i++) archs.Set(uint32_t(i), c.architectures[i]);
+  o.Set("architectures", archs);
+  o.Set("modelType", c.model_type);
+  o.Set("dtype", c.dtype);
+  o.Set("hiddenSize", c.hidden_size);
+  o.Set("intermediateSize", c.intermediate_size);
+  o.Set("numLayers", c.num_layers);
+  o.Set("numHeads", c.num_heads);
+  o.Set("numKvHeads", c.num_kv_heads);
+  o.Set("headDim", c.head_dim);
+  o.Set("vocabSize", c.vocab_size);
+  o.Set("contextLength", c.max_position_embeddings);
+  o.Set("bosTokenId", double(c.bos_token_id));
+  o.Set("padTokenId", double(c.pad_token_id));
+  Napi::Array eos = Napi::Array::New(env, c.eos_token_ids.size());
+  for (size_t i = 0; i < c.eos_token_ids.size(); i++) eos.Set(uint32_t(i), double(c.eos_token_ids[i]));
+  o.Set("eosTokenIds", eos);
+  o.Set("ropeType", c.rope.type);
+  o.Set("ropeTheta", c.rope.theta);
+  o.Set("tieWordEmbeddings", c.tie_word_embeddings);
+  o.Set("configJson", c.raw.dump());
+  o.Set("generationConfigJson", c.generation.is_null() ? env.Null() : Napi::String::New(env, c.generation.dump()));
+  o.Set("weightBytes", double(ckpt.total_bytes()));
+  o.Set("kvBytes", double(kv.bytes()));
+  o.Set("numPages", kv.num_pages());
+  o.Set("pageSize", kv.page_size());
+  o.Set("backend", backend_name);
+  return o;
+}
+
+}  // namespace sgl

@@ -1,0 +1,722 @@
+// NativeEngine: the engine thread, its command queue and the batched step callback (see native_engine.h).
+//
+// JS-visible behaviour:
+//  * new NativeEngine(opts): every option is checked first (TypeError naming the field; all fields of
+//    NativeEngineOptions except randomSeed are required); then the model is loaded on the CPU backend (a
+//    load failure is an Error with the loader's message, which names the file or directory). randomSeed
+//    seeds the process-wide seed source of requests without a seed (sampler_set_global_seed).
+//  * submit(req): the request is checked and converted on the JS thread (TypeError naming the field: wrong
+//    type, non-integer / out-of-range number, token id outside [0, vocabSize), empty inputIds, logitBias
+//    arrays of different lengths or only one of them given). After close() has begun: Error("engine is
+//    closed"). Prompts the model cannot hold (>= contextLength tokens, or more pages than the pool) finish
+//    with an abort event (finish 3), as the scheduler decides.
+//  * abort(rid): queued in order with the submits; unknown rids are ignored. No-op after close().
+//  * flushCache(): resolves true when the radix cache was emptied, false while requests wait or run (also
+//    while an abort is still pending: aborts take effect at the next step). Rejects (Error "engine is
+//    closed") after close() has begun.
+//  * stats(): the snapshot the engine thread took after its last step or command batch; submits still in
+//    the queue count as waiting. Still readable after close (then it shows the emptied pool).
+//  * close(): requests still queued are submitted, then every live request ends with an abort event
+//    (delivered through onStep before the promise resolves), every page is returned, the engine thread is
+//    joined and the model freed. A second close() while closing resolves when the first does; after it,
+//    immediately. info() after close throws Error("engine is closed").
+//  * A fatal error in a step (a C++ exception) is delivered as {n: 0, error} and every live request is then
+//    aborted (abort events in the next output); the engine keeps serving new requests afterwards.
+//  * Event loop: the thread-safe function is referenced only while requests are live (submitted and not yet
+//    finished) or a flushCache()/close() promise is pending, so an idle engine never keeps Node alive; the
+//    JS object is kept from garbage collection for the same span. If it is collected while open, the
+//    engine closes itself (no promise); at environment teardown the engine thread is stopped and joined.
+//  * Engines in one process serialise their steps on a process-wide mutex (the CPU backend's thread pool
+//    is single-caller). NativeModel.forward on the JS thread must not run concurrently with an engine step.
+#include "napi/native_engine.h"
+
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "backend/backend.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "kv/kv_cache.h"
+#include "model/model_config.h"
+#include "model/safetensors.h"
+#include "models/model.h"
+#include "napi/model_info.h"
+#include "napi/napi_util.h"
+
+namespace sgl {
+namespace {
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;  // Number.MAX_SAFE_INTEGER
+
+// One engine step (or command batch) at a time per process: the CPU thread pool has a single caller and the
+// sampler's global seed source is unsynchronised.
+std::mutex g_step_mu;
+
+// ---------------------------------------------------------------------------------------------------------
+// Argument checks (TypeError naming the field)
+
+[[noreturn]] void type_error(const Napi::Env& env, const std::string& key, const std::string& what) {
+  throw Napi::TypeError::New(env, key + " " + what);
+}
+
+Napi::Value required(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) type_error(o.Env(), key, "is required");
+  return v;
+}
+
+double number_field(const Napi::Object& o, const char* key) {
+  Napi::Value v = required(o, key);
+  if (!v.IsNumber()) type_error(o.Env(), key, "must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) type_error(o.Env(), key, "must be a finite number");
+  return d;
+}
+
+int64_t int_value(const Napi::Env& env, const Napi::Value& v, const char* key, double lo, double hi) {
+  if (!v.IsNumber()) type_error(env, key, "must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d) type_error(env, key, "must be an integer");
+  if (d < lo || d > hi) {
+    char buf[128];
+    if (hi >= kMaxSafeInteger)
+      std::snprintf(buf, sizeof buf, "must be an integer >= %.0f", lo);
+    else
+      std::snprintf(buf, sizeof buf, "must be an integer in [%.0f, %.0f]", lo, hi);
+    type_error(env, key, buf);
+  }
+  return int64_t(d);
+}
+
+int64_t int_field(const Napi::Object& o, const char* key, double lo, double hi) {
+  return int_value(o.Env(), required(o, key), key, lo, hi);
+}
+
+bool bool_field(const Napi::Object& o, const char* key) {
+  Napi::Value v = required(o, key);
+  if (!v.IsBoolean()) type_error(o.Env(), key, "must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+bool absent(const Napi::Value& v) { return v.IsUndefined() || v.IsNull(); }
+
+// An Int32Array of token ids, each in [0, vocab).
+std::vector<int32_t> token_ids_field(const Napi::Object& o, const char* key, int32_t vocab) {
+  Napi::Int32Array a = prop_i32(o, key);
+  std::vector<int32_t> ids(a.Data(), a.Data() + a.ElementLength());
+  for (int32_t id : ids)
+    if (id < 0 || id >= vocab)
+      type_error(o.Env(), key, "must hold token ids in [0, " + std::to_string(vocab) + "), got " + std::to_string(id));
+  return ids;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// What the engine thread sends to JS
+
+struct StepPacket {
+  std::vector<double> rid;
+  std::vector<int32_t> token, finish, matched_stop, prompt_tokens, completion_tokens, cached_tokens;
+  std::vector<float> logprob;
+  std::vector<int32_t> top_indptr{0}, top_ids;
+  std::vector<float> top_lps;
+  std::vector<int32_t> ids_indptr{0};
+  std::vector<float> ids_lps;
+  std::vector<int32_t> input_start, input_indptr{0};
+  std::vector<float> input_lps;
+  std::vector<int32_t> input_top_indptr{0}, input_top_ids;
+  std::vector<float> input_top_lps;
+  std::vector<int32_t> input_ids_indptr{0};
+  std::vector<float> input_ids_lps;
+  StepTiming timing;
+  bool has_error = false;
+  std::string error;
+};
+
+void pack_events(const std::vector<StepEvent>& events, StepPacket& p) {
+  const size_t n = events.size();
+  p.rid.reserve(n);
+  p.token.reserve(n);
+  for (const StepEvent& e : events) {
+    p.rid.push_back(double(e.rid));
+    p.token.push_back(e.token);
+    p.logprob.push_back(e.logprob);
+    p.finish.push_back(e.finish);
+    p.matched_stop.push_back(e.matched_stop);
+    p.prompt_tokens.push_back(e.prompt_tokens);
+    p.completion_tokens.push_back(e.completion_tokens);
+    p.cached_tokens.push_back(e.cached_tokens);
+    for (const auto& [id, lp] : e.top_logprobs) {
+      p.top_ids.push_back(id);
+      p.top_lps.push_back(lp);
+    }
+    p.top_indptr.push_back(int32_t(p.top_ids.size()));
+    p.ids_lps.insert(p.ids_lps.end(), e.token_ids_logprobs.begin(), e.token_ids_logprobs.end());
+    p.ids_indptr.push_back(int32_t(p.ids_lps.size()));
+    p.input_start.push_back(e.input_logprob_start);
+    p.input_lps.insert(p.input_lps.end(), e.input_logprobs.begin(), e.input_logprobs.end());
+    p.input_indptr.push_back(int32_t(p.input_lps.size()));
+    for (const auto& [id, lp] : e.input_top_logprobs) {
+      p.input_top_ids.push_back(id);
+      p.input_top_lps.push_back(lp);
+    }
+    p.input_top_indptr.push_back(int32_t(p.input_top_ids.size()));
+    p.input_ids_lps.insert(p.input_ids_lps.end(), e.input_token_ids_logprobs.begin(), e.input_token_ids_logprobs.end());
+    p.input_ids_indptr.push_back(int32_t(p.input_ids_lps.size()));
+  }
+}
+
+struct Message {
+  enum Kind { kStep, kFlush } kind = kStep;
+  std::unique_ptr<StepPacket> step;
+  uint64_t flush_id = 0;
+  bool flush_ok = false;
+};
+
+struct Command {
+  enum Kind { kSubmit, kAbort, kFlush } kind = kSubmit;
+  SchedRequest req;  // kSubmit
+  int64_t rid = 0;   // kAbort
+  uint64_t flush_id = 0;
+};
+
+class NativeEngine;
+struct EngineCore;
+void call_js(Napi::Env env, Napi::Function on_step, EngineCore* core, Message* msg);
+using Tsfn = Napi::TypedThreadSafeFunction<EngineCore, Message, call_js>;
+
+// State shared by the JS object, the engine thread and the thread-safe function. Owned by shared_ptrs held
+// by the JS object and by the thread-safe function's finalizer data; the engine thread uses a raw pointer
+// (the finalizer joins it before dropping its reference).
+struct EngineCore {
+  // Model state: built on the JS thread by the constructor, then used only by the engine thread until the
+  // finalizer (JS thread) has joined it and frees it.
+  std::unique_ptr<ModelConfig> config;
+  std::unique_ptr<Checkpoint> ckpt;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<KvCache> kv;
+  std::unique_ptr<Scheduler> sched;
+  int32_t total_pages = 0;
+  int32_t vocab = 0;
+
+  // Shared, under mu.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Command> cmds;
+  bool stop = false;
+  Scheduler::Stats snap;
+  int32_t queued_submits = 0;
+
+  std::thread thread;
+  Tsfn tsfn;
+
+  // JS thread only.
+  enum State { kOpen, kClosing, kClosed } state = kOpen;
+  bool tsfn_alive = false, tsfn_refd = true;
+  int64_t live = 0;  // submitted requests without their finishing event yet
+  uint64_t next_flush_id = 1;
+  std::unordered_map<uint64_t, Napi::Promise::Deferred> flushes;
+  std::vector<Napi::Promise::Deferred> close_waiters;
+  NativeEngine* owner = nullptr;  // the JS object while it exists
+  bool owner_refd = false;
+
+  void push(Command c) {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      if (c.kind == Command::kSubmit) ++queued_submits;
+      cmds.push_back(std::move(c));
+    }
+    cv.notify_one();
+  }
+  void request_stop() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      stop = true;
+    }
+    cv.notify_one();
+  }
+
+  void run();  // engine thread
+  void post(Message* m) {
+    if (tsfn.BlockingCall(m) != napi_ok) delete m;
+  }
+  void post_events(std::vector<StepEvent>& events, const StepTiming& timing) {
+    auto* m = new Message();
+    m->step = std::make_unique<StepPacket>();
+    pack_events(events, *m->step);
+    m->step->timing = timing;
+    post(m);
+  }
+
+  void update_ref(Napi::Env env);      // JS thread
+  void finalize(Napi::Env env);        // JS thread: the thread-safe function's finalizer
+};
+
+void EngineCore::run() {
+  std::vector<StepEvent> events;
+  bool busy = false;
+  for (;;) {
+    std::deque<Command> batch;
+    bool stopping;
+    {
+      std::unique_lock<std::mutex> lk(mu);
+      cv.wait(lk, [&] { return stop || !cmds.empty() || busy; });
+      batch.swap(cmds);
+      stopping = stop;
+    }
+    events.clear();
+    int32_t taken_submits = 0;
+    std::vector<std::pair<uint64_t, bool>> flush_results;
+    StepTiming timing;  // zero unless a step ran
+    std::string fatal;
+    {
+      std::lock_guard<std::mutex> step_lock(g_step_mu);
+      for (Command& c : batch) {
+        switch (c.kind) {
+          case Command::kSubmit: {
+            ++taken_submits;
+            const int64_t rid = c.req.rid;
+            const int32_t plen = int32_t(c.req.prompt.size());
+            try {
+              sched->submit(std::move(c.req));
+            } catch (...) {  // (out of memory) it never reached the scheduler: end it here
+              StepEvent e;
+              e.rid = rid;
+              e.finish = kFinishAbort;
+              e.prompt_tokens = plen;
+              events.push_back(std::move(e));
+            }
+            break;
+          }
+          case Command::kAbort:
+            try {
+              sched->abort(c.rid);  // a set insertion
+            } catch (...) {
+            }
+            break;
+          case Command::kFlush: {
+            bool ok = false;
+            try {
+              ok = sched->flush_cache();
+            } catch (...) {
+            }
+            flush_results.emplace_back(c.flush_id, ok);
+            break;
+          }
+        }
+      }
+      if (!stopping) {
+        try {
+          busy = sched->step(events);
+          timing = sched->last_timing();
+        } catch (const std::exception& e) {
+          fatal = e.what();
+        } catch (...) {
+          fatal = "unknown native error in the engine step";
+        }
+      }
+      if (stopping || !fatal.empty()) {
+        // close(), or a fatal step: abort everything still live (events of the failed step gathered so far
+        // stay in front of the abort events). After a fatal step the engine keeps serving new requests.
+        try {
+          sched->close(events);
+        } catch (const std::exception& e) {
+          if (fatal.empty()) fatal = e.what();
+        }
+        busy = false;
+        timing = StepTiming{};
+      }
+    }
+    if (!fatal.empty()) {
+      auto* m = new Message();
+      m->step = std::make_unique<StepPacket>();
+      m->step->has_error = true;
+      m->step->error = fatal;
+      post(m);
+    }
+    const Scheduler::Stats st = sched->stats();
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      snap = st;
+      queued_submits -= taken_submits;
+    }
+    for (const auto& [id, ok] : flush_results) {
+      auto* m = new Message();
+      m->kind = Message::kFlush;
+      m->flush_id = id;
+      m->flush_ok = ok;
+      post(m);
+    }
+    if (!events.empty()) post_events(events, timing);
+    if (stopping) break;
+  }
+  // The last use of the thread-safe function: once its queue drains, the finalizer (JS thread) joins this
+  // thread, frees the model and resolves close().
+  tsfn.Release();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// JS class
+
+class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeEngine",
+                       {InstanceMethod("info", &NativeEngine::info), InstanceMethod("submit", &NativeEngine::submit),
+                        InstanceMethod("abort", &NativeEngine::abort),
+                        InstanceMethod("flushCache", &NativeEngine::flush_cache),
+                        InstanceMethod("stats", &NativeEngine::stats), InstanceMethod("close", &NativeEngine::close)});
+  }
+
+  explicit NativeEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeEngine>(info) {
+    Napi::Env env = info.Env();
+    Napi::Object opts = arg_object(info, 0, "options");
+    const std::string dir = prop_string(opts, "modelPath");
+    const int num_pages = int(int_field(opts, "numPages", 1, 2147483647));
+    SchedulerConfig sc;
+    sc.page_size = int32_t(int_field(opts, "pageSize", 1, 65536));
+    sc.chunked_prefill_size = int32_t(int_field(opts, "chunkedPrefillSize", -1, 2147483647));
+    if (sc.chunked_prefill_size == 0) type_error(env, "chunkedPrefillSize", "must be -1 (no chunking) or positive");
+    sc.max_prefill_tokens = int32_t(int_field(opts, "maxPrefillTokens", 1, 2147483647));
+    sc.max_running_requests = int32_t(int_field(opts, "maxRunningRequests", 1, 2147483647));
+    sc.disable_radix_cache = bool_field(opts, "disableRadixCache");
+    {
+      Napi::Value v = required(opts, "schedulePolicy");
+      const std::string policy = v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+      if (policy == "fcfs")
+        sc.policy = SchedulerConfig::FCFS;
+      else if (policy == "lpm")
+        sc.policy = SchedulerConfig::LPM;
+      else
+        type_error(env, "schedulePolicy", "must be 'fcfs' or 'lpm'");
+    }
+    bool has_seed = false;
+    uint64_t seed = 0;
+    {
+      Napi::Value v = opts.Get("randomSeed");
+      if (!absent(v)) {
+        seed = uint64_t(int_value(env, v, "randomSeed", -kMaxSafeInteger, kMaxSafeInteger));
+        has_seed = true;
+      }
+    }
+    Napi::Value on_step = required(opts, "onStep");
+    if (!on_step.IsFunction()) type_error(env, "onStep", "must be a function");
+
+    auto core = std::make_shared<EngineCore>();
+    const Backend& be = cpu_backend();
+    try {
+      core->config = std::make_unique<ModelConfig>(model_config_load(dir));
+      core->ckpt = std::make_unique<Checkpoint>(dir);
+      core->model = model_create(*core->config, *core->ckpt, be);
+      core->kv = std::make_unique<KvCache>(be, core->config->num_layers, num_pages, sc.page_size,
+                                           core->config->num_kv_heads, core->config->head_dim);
+      std::vector<int32_t> eos;
+      for (int64_t id : core->config->eos_token_ids) eos.push_back(int32_t(id));
+      core->sched = std::make_unique<Scheduler>(*core->model, *core->kv, sc, std::move(eos));
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, e.what());
+    }
+    core->total_pages = core->kv->num_pages();
+    core->vocab = core->config->vocab_size;
+    core->snap = core->sched->stats();
+    if (has_seed) {
+      std::lock_guard<std::mutex> lk(g_step_mu);  // the seed source is process-wide, drawn by engine threads
+      sampler_set_global_seed(seed);
+    }
+
+    core->tsfn = Tsfn::New(env, on_step.As<Napi::Function>(), "sglang.NativeEngine", 0, 1, core.get(),
+                           [](Napi::Env fenv, std::shared_ptr<EngineCore>* holder, EngineCore* c) {
+                             std::unique_ptr<std::shared_ptr<EngineCore>> keep(holder);
+                             c->finalize(fenv);
+                           },
+                           new std::shared_ptr<EngineCore>(core));
+    core->tsfn_alive = true;
+    core->tsfn.Unref(env);
+    core->tsfn_refd = false;
+    core->owner = this;
+    EngineCore* raw = core.get();
+    try {
+      core->thread = std::thread([raw] { raw->run(); });
+    } catch (const std::exception& e) {
+      core->owner = nullptr;
+      core->tsfn.Release();  // finalizes (nothing to join)
+      throw Napi::Error::New(env, std::string("cannot start the engine thread: ") + e.what());
+    }
+    core_ = std::move(core);
+  }
+
+  ~NativeEngine() override {
+    if (!core_) return;
+    core_->owner = nullptr;
+    core_->owner_refd = false;
+    if (core_->state == EngineCore::kOpen) {  // collected (or torn down) while open: close without a promise
+      core_->state = EngineCore::kClosing;
+      core_->request_stop();
+    }
+  }
+
+ private:
+  std::shared_ptr<EngineCore> core_;
+
+  Napi::Value info(const Napi::CallbackInfo& info) {
+    if (core_->state == EngineCore::kClosed) throw Napi::Error::New(info.Env(), "engine is closed");
+    return model_info_object(info.Env(), *core_->config, *core_->ckpt, *core_->kv, cpu_backend().name);
+  }
+
+  Napi::Value submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (core_->state != EngineCore::kOpen) throw Napi::Error::New(env, "engine is closed");
+    Napi::Object o = arg_object(info, 0, "request");
+    const int32_t V = core_->vocab;
+    Command c;
+    c.kind = Command::kSubmit;
+    SchedRequest& r = c.req;
+    SamplingParams& p = r.params;
+    r.rid = int_field(o, "rid", -kMaxSafeInteger, kMaxSafeInteger);
+    r.prompt = token_ids_field(o, "inputIds", V);
+    if (r.prompt.empty()) type_error(env, "inputIds", "must not be empty");
+    r.max_new_tokens = int32_t(int_field(o, "maxNewTokens", 0, 2147483647));
+    p.min_new_tokens = int32_t(int_field(o, "minNewTokens", 0, 2147483647));
+    p.temperature = float(number_field(o, "temperature"));
+    if (p.temperature < 0) type_error(env, "temperature", "must be >= 0");
+    p.top_p = float(number_field(o, "topP"));
+    if (!(p.top_p > 0 && p.top_p <= 1)) type_error(env, "topP", "must be in (0, 1]");
+    p.top_k = int32_t(int_field(o, "topK", -1, 2147483647));
+    p.min_p = float(number_field(o, "minP"));
+    if (!(p.min_p >= 0 && p.min_p <= 1)) type_error(env, "minP", "must be in [0, 1]");
+    p.frequency_penalty = float(number_field(o, "frequencyPenalty"));
+    p.presence_penalty = float(number_field(o, "presencePenalty"));
+    p.repetition_penalty = float(number_field(o, "repetitionPenalty"));
+    if (!(p.repetition_penalty > 0)) type_error(env, "repetitionPenalty", "must be > 0");
+    r.ignore_eos = bool_field(o, "ignoreEos");
+    p.ignore_eos = r.ignore_eos;
+    r.stop_token_ids = token_ids_field(o, "stopTokenIds", V);
+    p.stop_token_ids = r.stop_token_ids;
+    {
+      Napi::Value ids = o.Get("logitBiasIds"), vals = o.Get("logitBiasValues");
+      if (absent(ids) != absent(vals))
+        type_error(env, absent(ids) ? "logitBiasIds" : "logitBiasValues",
+                   "is required when the other logitBias array is given");
+      if (!absent(ids)) {
+        std::vector<int32_t> bias_ids = token_ids_field(o, "logitBiasIds", V);
+        if (!vals.IsTypedArray() || vals.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+          type_error(env, "logitBiasValues", "must be a Float32Array");
+        Napi::Float32Array fv = vals.As<Napi::Float32Array>();
+        if (fv.ElementLength() != bias_ids.size())
+          type_error(env, "logitBiasValues", "must have the length of logitBiasIds");
+        for (size_t i = 0; i < bias_ids.size(); ++i) {
+          if (std::isnan(fv[i])) type_error(env, "logitBiasValues", "must not hold NaN");
+          p.logit_bias.emplace_back(bias_ids[i], fv[i]);
+        }
+      }
+    }
+    {
+      Napi::Value v = o.Get("seed");
+      if (!absent(v)) {
+        p.seed = uint64_t(int_value(env, v, "seed", -kMaxSafeInteger, kMaxSafeInteger));
+        p.has_seed = true;
+      }
+    }
+    p.return_logprob = bool_field(o, "returnLogprob");
+    p.top_logprobs_num = int32_t(int_field(o, "topLogprobsNum", 0, V));
+    if (!absent(o.Get("tokenIdsLogprob"))) p.token_ids_logprob = token_ids_field(o, "tokenIdsLogprob", V);
+    r.logprob_start_len = int32_t(int_field(o, "logprobStartLen", -1, 2147483647));
+
+    core_->push(std::move(c));
+    core_->live++;
+    core_->update_ref(env);
+    return env.Undefined();
+  }
+
+  Napi::Value abort(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1) type_error(env, "rid", "is required");
+    const int64_t rid = int_value(env, info[0], "rid", -kMaxSafeInteger, kMaxSafeInteger);
+    if (core_->state != EngineCore::kOpen) return env.Undefined();
+    Command c;
+    c.kind = Command::kAbort;
+    c.rid = rid;
+    core_->push(std::move(c));
+    return env.Undefined();
+  }
+
+  Napi::Value flush_cache(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    if (core_->state != EngineCore::kOpen) {
+      d.Reject(Napi::Error::New(env, "engine is closed").Value());
+      return d.Promise();
+    }
+    const uint64_t id = core_->next_flush_id++;
+    core_->flushes.emplace(id, d);
+    Command c;
+    c.kind = Command::kFlush;
+    c.flush_id = id;
+    core_->push(std::move(c));
+    core_->update_ref(env);
+    return d.Promise();
+  }
+
+  Napi::Value stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Scheduler::Stats s;
+    int32_t queued;
+    {
+      std::lock_guard<std::mutex> lk(core_->mu);
+      s = core_->snap;
+      queued = core_->queued_submits;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("waiting", s.waiting + queued);
+    o.Set("running", s.running);
+    o.Set("freePages", s.free_pages);
+    o.Set("cachedPages", s.cached_pages);
+    o.Set("livePages", s.live_pages);
+    o.Set("totalPages", core_->total_pages);
+    o.Set("totalRetractions", double(s.total_retractions));
+    o.Set("steps", double(s.steps));
+    return o;
+  }
+
+  Napi::Value close(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    if (core_->state == EngineCore::kClosed) {
+      d.Resolve(env.Undefined());
+      return d.Promise();
+    }
+    core_->close_waiters.push_back(d);
+    if (core_->state == EngineCore::kOpen) {
+      core_->state = EngineCore::kClosing;
+      core_->request_stop();
+    }
+    core_->update_ref(env);
+    return d.Promise();
+  }
+
+  friend struct EngineCore;
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// JS-thread parts of EngineCore
+
+void EngineCore::update_ref(Napi::Env env) {
+  const bool want = live > 0 || !flushes.empty() || state == kClosing;
+  if (tsfn_alive && want != tsfn_refd) {
+    if (want)
+      tsfn.Ref(env);
+    else
+      tsfn.Unref(env);
+    tsfn_refd = want;
+  }
+  if (owner && want != owner_refd) {
+    if (want)
+      owner->Ref();
+    else
+      owner->Unref();
+    owner_refd = want;
+  }
+}
+
+void EngineCore::finalize(Napi::Env env) {
+  // Normally reached after the engine thread's last Release(); at environment teardown it can come first:
+  // then stop the thread here (its later calls on the closing thread-safe function fail harmlessly).
+  request_stop();
+  if (thread.joinable()) thread.join();
+  tsfn_alive = false;
+  sched.reset();
+  kv.reset();
+  model.reset();
+  ckpt.reset();
+  state = kClosed;
+  live = 0;
+  try {
+    if (env != nullptr) {
+      Napi::HandleScope scope(env);
+      for (auto& [id, d] : flushes) d.Resolve(Napi::Boolean::New(env, false));
+      flushes.clear();
+      for (auto& d : close_waiters) d.Resolve(env.Undefined());
+      close_waiters.clear();
+      update_ref(env);
+    }
+  } catch (...) {  // teardown: nothing left to tell
+  }
+}
+
+template <typename T>
+Napi::TypedArrayOf<T> to_array(Napi::Env env, const std::vector<T>& v) {
+  Napi::TypedArrayOf<T> a = Napi::TypedArrayOf<T>::New(env, v.size());
+  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+void call_js(Napi::Env env, Napi::Function on_step, EngineCore* core, Message* msg) {
+  std::unique_ptr<Message> m(msg);
+  if (env == nullptr) return;  // thread-safe function torn down with this message still queued
+  if (m->kind == Message::kFlush) {
+    auto it = core->flushes.find(m->flush_id);
+    if (it == core->flushes.end()) return;
+    Napi::Promise::Deferred d = it->second;
+    core->flushes.erase(it);
+    core->update_ref(env);
+    d.Resolve(Napi::Boolean::New(env, m->flush_ok));
+    return;
+  }
+  const StepPacket& p = *m->step;
+  const size_t n = p.rid.size();
+  for (size_t i = 0; i < n; ++i)
+    if (p.finish[i] != kFinishNone && core->live > 0) core->live--;
+  core->update_ref(env);
+
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("n", double(n));
+  o.Set("rid", to_array(env, p.rid));
+  o.Set("token", to_array(env, p.token));
+  o.Set("logprob", to_array(env, p.logprob));
+  o.Set("finish", to_array(env, p.finish));
+  o.Set("matchedStop", to_array(env, p.matched_stop));
+  o.Set("promptTokens", to_array(env, p.prompt_tokens));
+  o.Set("completionTokens", to_array(env, p.completion_tokens));
+  o.Set("cachedTokens", to_array(env, p.cached_tokens));
+  o.Set("topIndptr", to_array(env, p.top_indptr));
+  o.Set("topIds", to_array(env, p.top_ids));
+  o.Set("topLogprobs", to_array(env, p.top_lps));
+  o.Set("idsIndptr", to_array(env, p.ids_indptr));
+  o.Set("idsLogprobs", to_array(env, p.ids_lps));
+  o.Set("inputStart", to_array(env, p.input_start));
+  o.Set("inputIndptr", to_array(env, p.input_indptr));
+  o.Set("inputLogprobs", to_array(env, p.input_lps));
+  o.Set("inputTopIndptr", to_array(env, p.input_top_indptr));
+  o.Set("inputTopIds", to_array(env, p.input_top_ids));
+  o.Set("inputTopLogprobs", to_array(env, p.input_top_lps));
+  o.Set("inputIdsIndptr", to_array(env, p.input_ids_indptr));
+  o.Set("inputIdsLogprobs", to_array(env, p.input_ids_lps));
+  o.Set("scheduleUs", p.timing.schedule_us);
+  o.Set("forwardUs", p.timing.forward_us);
+  o.Set("sampleUs", p.timing.sample_us);
+  o.Set("batchSize", p.timing.batch_size);
+  o.Set("numTokens", p.timing.num_tokens);
+  if (p.has_error) o.Set("error", p.error);
+  try {
+    on_step.Call({o});
+  } catch (const Napi::Error& e) {
+    // A throwing onStep is the caller's bug: report it as an uncaught exception ('uncaughtException'),
+    // as an event handler's would be, rather than Node's legacy swallow-and-warn for N-API callbacks.
+    napi_fatal_exception(env, e.Value());
+  }
+}
+
+}  // namespace
+
+Napi::Function native_engine_class(Napi::Env env) { return NativeEngine::define(env); }
+
+}  // namespace sgl

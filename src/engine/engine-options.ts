@@ -1,0 +1,87 @@
+// Options of the serving engine front (ServingEngine.create), with SGLang's server-argument names in the
+// comments and the defaults chosen for the CPU backend where SGLang's assume a GPU.
+import { builtinModelDir } from './builtin-model.js';
+import type { StepTiming } from './engine-output.js';
+
+export interface ServingEngineOptions {
+  /** --model-path: a Hugging Face model directory. Default: the built-in stories260k. */
+  modelPath?: string;
+  /** --tokenizer-path. Default: the model directory. */
+  tokenizerPath?: string;
+  /** --page-size (SGLang default 1). */
+  pageSize?: number;
+  /**
+   * --max-total-tokens: KV cache capacity in tokens (numPages = floor(maxTotalTokens / pageSize)).
+   * SGLang sizes it from free GPU memory (mem_fraction_static); the CPU default is 16384 tokens.
+   */
+  maxTotalTokens?: number;
+  /** --chunked-prefill-size (SGLang default 8192); -1 disables chunking. */
+  chunkedPrefillSize?: number;
+  /** --max-prefill-tokens (SGLang default 16384): prefill token budget per step. */
+  maxPrefillTokens?: number;
+  /**
+   * --max-running-requests. SGLang's default is derived from the pool (128 in the contract's run); on the
+   * CPU backend 64 is the default: larger decode batches gain little on a few cores.
+   */
+  maxRunningRequests?: number;
+  /** --disable-radix-cache (default false). */
+  disableRadixCache?: boolean;
+  /** --schedule-policy: 'fcfs' (SGLang's default here) or 'lpm' (longest prefix match). */
+  schedulePolicy?: 'fcfs' | 'lpm';
+  /** --random-seed: seed source for requests without sampling_seed. Default: random. */
+  randomSeed?: number;
+  /** Called after every engine step with where its time went (benchmarks). */
+  onStepTiming?: (t: StepTiming) => void;
+}
+
+export type ResolvedEngineOptions = Required<Omit<ServingEngineOptions, 'randomSeed' | 'onStepTiming' | 'tokenizerPath'>> & {
+  tokenizerPath: string;
+  randomSeed: number | undefined;
+  onStepTiming: ((t: StepTiming) => void) | undefined;
+  numPages: number;
+};
+
+export const ENGINE_DEFAULTS = {
+  pageSize: 1,
+  maxTotalTokens: 16384,
+  chunkedPrefillSize: 8192,
+  maxPrefillTokens: 16384,
+  maxRunningRequests: 64,
+  disableRadixCache: false,
+  schedulePolicy: 'fcfs',
+} as const;
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+/** Applies the defaults and checks the values; throws RangeError naming the option. */
+export function resolveEngineOptions(opts: ServingEngineOptions = {}): ResolvedEngineOptions {
+  const modelPath = opts.modelPath ?? builtinModelDir();
+  const pageSize = positiveInt('pageSize', opts.pageSize ?? ENGINE_DEFAULTS.pageSize);
+  const maxTotalTokens = positiveInt('maxTotalTokens', opts.maxTotalTokens ?? ENGINE_DEFAULTS.maxTotalTokens);
+  const numPages = Math.floor(maxTotalTokens / pageSize);
+  if (numPages < 1) throw new RangeError(`maxTotalTokens (${maxTotalTokens}) must hold at least one page of ${pageSize} tokens`);
+  const chunkedPrefillSize = opts.chunkedPrefillSize ?? ENGINE_DEFAULTS.chunkedPrefillSize;
+  if (!Number.isInteger(chunkedPrefillSize) || (chunkedPrefillSize < 1 && chunkedPrefillSize !== -1)) {
+    throw new RangeError(`chunkedPrefillSize must be a positive integer or -1, got ${chunkedPrefillSize}`);
+  }
+  const schedulePolicy = opts.schedulePolicy ?? ENGINE_DEFAULTS.schedulePolicy;
+  if (schedulePolicy !== 'fcfs' && schedulePolicy !== 'lpm') throw new RangeError(`schedulePolicy must be 'fcfs' or 'lpm', got ${String(schedulePolicy)}`);
+  if (opts.randomSeed !== undefined && !Number.isSafeInteger(opts.randomSeed)) throw new RangeError(`randomSeed must be an integer, got ${opts.randomSeed}`);
+  return {
+    modelPath,
+    tokenizerPath: opts.tokenizerPath ?? modelPath,
+    pageSize,
+    maxTotalTokens,
+    numPages,
+    chunkedPrefillSize,
+    maxPrefillTokens: positiveInt('maxPrefillTokens', opts.maxPrefillTokens ?? ENGINE_DEFAULTS.maxPrefillTokens),
+    maxRunningRequests: positiveInt('maxRunningRequests', opts.maxRunningRequests ?? ENGINE_DEFAULTS.maxRunningRequests),
+    disableRadixCache: opts.disableRadixCache ?? ENGINE_DEFAULTS.disableRadixCache,
+    schedulePolicy,
+    randomSeed: opts.randomSeed,
+    onStepTiming: opts.onStepTiming,
+  };
+}
