@@ -79,7 +79,7 @@ void ThreadPool::worker_loop(int index, uint64_t seen) {
       gen = generation_.load(std::memory_order_acquire);
       if (gen != seen) break;
       spin_wait(i);
-      if ((i & 63) == 63 && std::chrono::steady_clock::now() > spin_until) {
+      if (((i & 63) == 63 && std::chrono::steady_clock::now() > spin_until) || parked_.load(std::memory_order_relaxed)) {
         // Dekker-style handshake with run(): either run() sees sleepers_ > 0 and notifies under the
         // mutex, or the predicate below sees the new generation.
         sleepers_.fetch_add(1);
@@ -121,12 +121,15 @@ void ThreadPool::wait_done() {
   }
 }
 
+void ThreadPool::park() { parked_.store(true, std::memory_order_relaxed); }
+
 void ThreadPool::run(const Job& job) {
   if (t_in_job || num_threads_ == 1) {
     job(0, 1);
     return;
   }
   job_ = &job;
+  parked_.store(false, std::memory_order_relaxed);
   pending_.store(num_threads_ - 1, std::memory_order_relaxed);
   generation_.fetch_add(1);  // seq_cst: pairs with the sleepers_ handshake in worker_loop
   if (sleepers_.load() > 0) {

@@ -37,6 +37,11 @@ class ThreadPool {
   // Hands out tasks [0, n) one at a time from a shared counter (for uneven task costs): fn(task).
   void parallel_for_dynamic(int64_t n, const std::function<void(int64_t)>& fn);
 
+  // Idle workers stop spinning and sleep until the next run(). The engine calls it when a step's parallel
+  // work is over: spinning workers would otherwise hold their cores while the engine thread posts results
+  // and Node's thread wakes up, so that thread would preempt the engine thread instead of using a free core.
+  void park();
+
  private:
   void start(int num_threads);
   void stop();
@@ -51,6 +56,7 @@ class ThreadPool {
   std::atomic<int> sleepers_{0};
   std::atomic<bool> main_sleeping_{false};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> parked_{false};
   std::mutex mu_;
   std::condition_variable wake_cv_;
   std::condition_variable done_cv_;

@@ -98,6 +98,7 @@ void sampler_set_global_seed(uint64_t seed) {
 void sampler_state_init(SamplerState& st, const SamplingParams& p, const int32_t* prompt, size_t n,
                         const std::vector<int32_t>& eos_ids) {
   st.output_counts.clear();
+  st.track_counts = p.repetition_penalty != 1.0f || p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f;
   st.num_output = 0;
   st.prompt_tokens.assign(prompt, prompt + n);
   std::sort(st.prompt_tokens.begin(), st.prompt_tokens.end());
@@ -111,7 +112,7 @@ void sampler_state_init(SamplerState& st, const SamplingParams& p, const int32_t
 }
 
 void sampler_state_append(SamplerState& st, int32_t token) {
-  st.output_counts[token] += 1;
+  if (st.track_counts) st.output_counts[token] += 1;
   st.num_output += 1;
 }
 
@@ -169,6 +170,22 @@ int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerSta
   if (greedy) T = 1.0f;  // greedy rows report log_softmax of the penalized logits
   const double top_p = double(p.top_p);
   const bool use_top_p = !greedy && top_p < 1.0;
+
+  if (greedy && !p.return_logprob) {  // the common fast path: one pass, no copies, no exponentials
+    // Max over 8 independent lanes (NaN compares false, so it is never chosen), then the first index of it.
+    float lane[8] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
+    int32_t i = 0;
+    for (; i + 8 <= V; i += 8)
+      for (int j = 0; j < 8; ++j) lane[j] = logits[i + j] > lane[j] ? logits[i + j] : lane[j];
+    float best = kNegInf;
+    for (; i < V; ++i) best = logits[i] > best ? logits[i] : best;
+    for (int j = 0; j < 8; ++j) best = lane[j] > best ? lane[j] : best;
+    int32_t token = 0;
+    while (token < V && !(logits[token] == best)) ++token;
+    if (token == V) token = 0;  // everything NaN / -inf
+    out.token = token;
+    return token;
+  }
 
   Scratch& s = scratch();
   s.x.resize(size_t(V));

@@ -70,7 +70,8 @@ struct SamplingParams {
 };
 
 struct SamplerState {
-  std::unordered_map<int32_t, int32_t> output_counts;  // token -> count in output so far
+  std::unordered_map<int32_t, int32_t> output_counts;  // token -> count in output so far (when penalized)
+  bool track_counts = false;                           // a penalty reads output_counts
   std::vector<int32_t> prompt_tokens;                  // sorted unique prompt tokens
   std::vector<int32_t> min_tokens_stop_ids;            // stop_token_ids ∪ eos_ids (masked during min_new_tokens)
   int32_t num_output = 0;

@@ -7,6 +7,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "cpu/thread_pool.h"
 #include "engine/logprob_row.h"
 
 namespace sgl {
@@ -314,19 +315,46 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   for (auto& [q, n] : plan) q->kv_done += n;
   ++steps_;
 
-  // Read the rows: prompt logprobs, then sampling and finish checks.
-  std::unordered_set<Req*> finished;
+  // Read the rows: each row independently (sampling touches only its own request's state; a request has
+  // at most one sampling row per step), in parallel when the rows are big enough to pay for the dispatch.
+  struct RowOut {
+    SampleOutput so;
+    float lp = 0.0f;  // prompt-logprob rows
+    std::vector<std::pair<int32_t, float>> top;
+    std::vector<float> ids;
+  };
+  std::vector<RowOut> row_out(rows.size());
+  auto read_row = [&](int64_t i) {
+    Req& q = *rows[size_t(i)].q;
+    float* row = logits_.data() + size_t(i) * size_t(vocab_);
+    RowOut& o = row_out[size_t(i)];
+    if (rows[size_t(i)].sample) {
+      sample_row(row, vocab_, q.r.params, q.st, o.so);
+    } else {
+      thread_local std::vector<float> scratch;
+      LogprobRowRequest lr{q.tokens[size_t(rows[size_t(i)].position) + 1], q.r.params.top_logprobs_num,
+                           &q.r.params.token_ids_logprob};
+      o.lp = logprob_row_read(row, vocab_, lr, scratch, o.top, o.ids);
+    }
+  };
+  if (rows.size() > 1 && int64_t(rows.size()) * vocab_ >= (int64_t(1) << 18))
+    cpu_pool().parallel_for_dynamic(int64_t(rows.size()), read_row);
+  else
+    for (size_t i = 0; i < rows.size(); ++i) read_row(int64_t(i));
+
+  // Then, in row order: gather prompt logprobs, append sampled tokens, check finishes, emit events.
+  std::vector<Req*> finished;
+  out.reserve(out.size() + rows.size() + plan.size());
   for (size_t i = 0; i < rows.size(); ++i) {
     Req& q = *rows[i].q;
-    float* row = logits_.data() + i * size_t(vocab_);
+    RowOut& o = row_out[i];
     if (!rows[i].sample) {
-      LogprobRowRequest lr{q.tokens[size_t(rows[i].position) + 1], q.r.params.top_logprobs_num,
-                           &q.r.params.token_ids_logprob};
-      q.in_lp.push_back(logprob_row_read(row, vocab_, lr, lp_scratch_, q.in_top, q.in_ids));
+      q.in_lp.push_back(o.lp);
+      q.in_top.insert(q.in_top.end(), o.top.begin(), o.top.end());
+      q.in_ids.insert(q.in_ids.end(), o.ids.begin(), o.ids.end());
       continue;
     }
-    SampleOutput so;
-    const int32_t tok = sample_row(row, vocab_, q.r.params, q.st, so);
+    const int32_t tok = o.so.token;
     sampler_state_append(q.st, tok);
     q.tokens.push_back(tok);
     q.num_output++;
@@ -337,12 +365,12 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
     } else if (q.num_output >= q.r.max_new_tokens || int32_t(q.tokens.size()) >= context_len_) {
       finish = kFinishLength;
     }
-    StepEvent e = make_event(q, tok, so.logprob, finish, matched);
-    e.top_logprobs = std::move(so.top_logprobs);
-    e.token_ids_logprobs = std::move(so.token_ids_logprobs);
+    StepEvent e = make_event(q, tok, o.so.logprob, finish, matched);
+    e.top_logprobs = std::move(o.so.top_logprobs);
+    e.token_ids_logprobs = std::move(o.so.token_ids_logprobs);
     attach_prompt_logprobs(q, e);
     out.push_back(std::move(e));
-    if (finish != kFinishNone) finished.insert(&q);
+    if (finish != kFinishNone) q.finished = true, finished.push_back(&q);
   }
   for (auto& [q, n] : plan) {
     const bool prefill_done = q->kv_done == int32_t(q->tokens.size());
@@ -350,15 +378,16 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
       StepEvent e = make_event(*q, -1, 0.0f, kFinishLength, -1);
       attach_prompt_logprobs(*q, e);
       out.push_back(std::move(e));
-      finished.insert(q);
-    } else if (n > 1 && !finished.count(q)) {
+      q->finished = true;
+      finished.push_back(q);
+    } else if (n > 1 && !q->finished) {
       cache_unfinished(*q);
     }
   }
   for (Req* q : finished) release(*q, true);
   if (!finished.empty())
     running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                  [&](const ReqPtr& p) { return finished.count(p.get()) > 0; }),
+                                  [](const ReqPtr& p) { return p->finished; }),
                    running_.end());
   const auto t3 = clock::now();
   timing_.schedule_us = elapsed_us(t0, t1);

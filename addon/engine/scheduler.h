@@ -102,6 +102,7 @@ class Scheduler {
     int32_t cached_tokens = -1;             // from the first admission
     int32_t lp_start = -1;                  // clamped logprob_start_len, -1 = no prompt logprobs
     bool first_event_sent = false;          // prompt logprobs travel on the first event
+    bool finished = false;                  // set in the step that finishes it (then removed)
     std::vector<float> in_lp;               // prompt logprobs gathered so far (positions lp_start..)
     std::vector<std::pair<int32_t, float>> in_top;
     std::vector<float> in_ids;
@@ -144,7 +145,6 @@ class Scheduler {
   std::unordered_set<int64_t> pending_aborts_;
   int64_t total_retractions_ = 0;
   std::vector<float> logits_;
-  std::vector<float> lp_scratch_;
   StepTiming timing_;
   int64_t steps_ = 0;
 };

@@ -30,6 +30,7 @@
 //    is single-caller). NativeModel.forward on the JS thread must not run concurrently with an engine step.
 #include "napi/native_engine.h"
 
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
@@ -44,6 +45,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "cpu/thread_pool.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "kv/kv_cache.h"
@@ -138,14 +140,35 @@ struct StepPacket {
   std::vector<int32_t> input_ids_indptr{0};
   std::vector<float> input_ids_lps;
   StepTiming timing;
+  double prev_loop_us = 0;
   bool has_error = false;
   std::string error;
 };
 
 void pack_events(const std::vector<StepEvent>& events, StepPacket& p) {
   const size_t n = events.size();
+  size_t n_top = 0, n_ids = 0, n_in = 0, n_in_top = 0, n_in_ids = 0;
+  for (const StepEvent& e : events) {
+    n_top += e.top_logprobs.size();
+    n_ids += e.token_ids_logprobs.size();
+    n_in += e.input_logprobs.size();
+    n_in_top += e.input_top_logprobs.size();
+    n_in_ids += e.input_token_ids_logprobs.size();
+  }
+  for (auto* v : {&p.token, &p.finish, &p.matched_stop, &p.prompt_tokens, &p.completion_tokens, &p.cached_tokens,
+                  &p.input_start})
+    v->reserve(n);
+  for (auto* v : {&p.top_indptr, &p.ids_indptr, &p.input_indptr, &p.input_top_indptr, &p.input_ids_indptr})
+    v->reserve(n + 1);
   p.rid.reserve(n);
-  p.token.reserve(n);
+  p.logprob.reserve(n);
+  p.top_ids.reserve(n_top);
+  p.top_lps.reserve(n_top);
+  p.ids_lps.reserve(n_ids);
+  p.input_lps.reserve(n_in);
+  p.input_top_ids.reserve(n_in_top);
+  p.input_top_lps.reserve(n_in_top);
+  p.input_ids_lps.reserve(n_in_ids);
   for (const StepEvent& e : events) {
     p.rid.push_back(double(e.rid));
     p.token.push_back(e.token);
@@ -249,11 +272,12 @@ struct EngineCore {
   void post(Message* m) {
     if (tsfn.BlockingCall(m) != napi_ok) delete m;
   }
-  void post_events(std::vector<StepEvent>& events, const StepTiming& timing) {
+  void post_events(std::vector<StepEvent>& events, const StepTiming& timing, double prev_loop_us) {
     auto* m = new Message();
     m->step = std::make_unique<StepPacket>();
     pack_events(events, *m->step);
     m->step->timing = timing;
+    m->step->prev_loop_us = prev_loop_us;
     post(m);
   }
 
@@ -264,6 +288,7 @@ struct EngineCore {
 void EngineCore::run() {
   std::vector<StepEvent> events;
   bool busy = false;
+  double prev_loop_us = 0;  // wall time of the previous iteration that ran a forward (posting included)
   for (;;) {
     std::deque<Command> batch;
     bool stopping;
@@ -277,6 +302,7 @@ void EngineCore::run() {
     int32_t taken_submits = 0;
     std::vector<std::pair<uint64_t, bool>> flush_results;
     StepTiming timing;  // zero unless a step ran
+    const auto loop_start = std::chrono::steady_clock::now();
     std::string fatal;
     {
       std::lock_guard<std::mutex> step_lock(g_step_mu);
@@ -317,6 +343,7 @@ void EngineCore::run() {
       if (!stopping) {
         try {
           busy = sched->step(events);
+          cpu_pool().park();  // free the workers' cores for Node's thread while results are posted
           timing = sched->last_timing();
         } catch (const std::exception& e) {
           fatal = e.what();
@@ -356,7 +383,10 @@ void EngineCore::run() {
       m->flush_ok = ok;
       post(m);
     }
-    if (!events.empty()) post_events(events, timing);
+    if (!events.empty()) post_events(events, timing, prev_loop_us);
+    if (timing.batch_size > 0)
+      prev_loop_us =
+          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - loop_start).count();
     if (stopping) break;
   }
   // The last use of the thread-safe function: once its queue drains, the finalizer (JS thread) joins this
@@ -705,6 +735,7 @@ void call_js(Napi::Env env, Napi::Function on_step, EngineCore* core, Message* m
   o.Set("sampleUs", p.timing.sample_us);
   o.Set("batchSize", p.timing.batch_size);
   o.Set("numTokens", p.timing.num_tokens);
+  o.Set("prevLoopUs", p.prev_loop_us);
   if (p.has_error) o.Set("error", p.error);
   try {
     on_step.Call({o});

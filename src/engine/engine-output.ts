@@ -68,6 +68,8 @@ export interface StepTiming {
   callbackUs: number;
   batchSize: number;
   numTokens: number;
+  /** The native loop's previous forward-running iteration, whole (see NativeStepOutput.prevLoopUs). */
+  prevLoopUs: number;
   /** Events in this step. */
   events: number;
 }

@@ -488,6 +488,7 @@ export class ServingEngine {
         callbackUs,
         batchSize: out.batchSize,
         numTokens: out.numTokens,
+        prevLoopUs: out.prevLoopUs,
         events: n,
       });
     }

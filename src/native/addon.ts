@@ -121,6 +121,9 @@ export interface NativeStepOutput {
   sampleUs: number;
   batchSize: number; // sequences in the forward
   numTokens: number; // tokens in the forward
+  /** Wall time of the engine loop's previous forward-running iteration, whole (commands, schedule,
+   * forward, sample, posting to JS); 0 before the first. Pair it with the previous output's forwardUs. */
+  prevLoopUs: number;
   /** Set (with n = 0) when the engine hit a fatal error; every live request was then aborted. */
   error?: string;
 }
