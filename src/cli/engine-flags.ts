@@ -1,0 +1,64 @@
+// SGLang's engine flags (launch_server names) → ServingEngineOptions. Shared by every entry point.
+import type { ServingEngineOptions } from '../engine/engine.js';
+
+export interface FlagSpec {
+  flag: string;
+  kind: 'int' | 'str' | 'bool' | 'choice';
+  choices?: readonly string[];
+  help: string;
+  apply: (o: ServingEngineOptions, v: string | number | boolean) => void;
+}
+
+export const ENGINE_FLAGS: readonly FlagSpec[] = [
+  { flag: '--model-path', kind: 'str', help: 'a Hugging Face model directory (default: the built-in stories260k)', apply: (o, v) => (o.modelPath = v as string) },
+  { flag: '--tokenizer-path', kind: 'str', help: 'tokenizer directory (default: the model directory)', apply: (o, v) => (o.tokenizerPath = v as string) },
+  { flag: '--page-size', kind: 'int', help: 'tokens per KV page (default 1)', apply: (o, v) => (o.pageSize = v as number) },
+  { flag: '--max-total-tokens', kind: 'int', help: 'KV pool capacity in tokens (default 16384 on the CPU)', apply: (o, v) => (o.maxTotalTokens = v as number) },
+  { flag: '--chunked-prefill-size', kind: 'int', help: 'prefill chunk size in tokens, -1 disables chunking (default 8192)', apply: (o, v) => (o.chunkedPrefillSize = v as number) },
+  { flag: '--max-prefill-tokens', kind: 'int', help: 'prefill token budget per step (default 16384)', apply: (o, v) => (o.maxPrefillTokens = v as number) },
+  { flag: '--max-running-requests', kind: 'int', help: 'requests decoded together at most (default 64 on the CPU)', apply: (o, v) => (o.maxRunningRequests = v as number) },
+  { flag: '--schedule-policy', kind: 'choice', choices: ['fcfs', 'lpm'], help: 'admission order: fcfs or lpm (longest prefix match) (default fcfs)', apply: (o, v) => (o.schedulePolicy = v as 'fcfs' | 'lpm') },
+  { flag: '--disable-radix-cache', kind: 'bool', help: 'turn the radix prefix cache off', apply: (o, v) => (o.disableRadixCache = v as boolean) },
+  { flag: '--random-seed', kind: 'int', help: 'seed of requests without sampling_seed (default random)', apply: (o, v) => (o.randomSeed = v as number) },
+];
+
+/**
+ * Parses `--flag value`, `--flag=value` and boolean `--flag` for the given specs; returns the values by flag.
+ * Unknown flags and bad values throw an Error naming the flag.
+ */
+export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]): Map<string, string | number | boolean> {
+  const out = new Map<string, string | number | boolean>();
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, inline] = (argv[i] as string).split(/=(.*)/s, 2) as [string, string | undefined];
+    const spec = specs.find((s) => s.flag === flag);
+    if (!spec) throw new Error(`unknown flag: ${flag}`);
+    if (spec.kind === 'bool') {
+      if (inline !== undefined && inline !== 'true' && inline !== 'false') throw new Error(`${flag} takes no value (or =true / =false)`);
+      out.set(flag, inline !== 'false');
+      continue;
+    }
+    const v = inline ?? argv[++i];
+    if (v === undefined) throw new Error(`${flag} needs a value`);
+    if (spec.kind === 'int') {
+      const n = Number(v);
+      if (!Number.isInteger(n)) throw new Error(`${flag} must be an integer, got ${JSON.stringify(v)}`);
+      out.set(flag, n);
+    } else if (spec.kind === 'choice') {
+      if (!spec.choices!.includes(v)) throw new Error(`${flag} must be one of ${spec.choices!.join(', ')}, got ${JSON.stringify(v)}`);
+      out.set(flag, v);
+    } else {
+      out.set(flag, v);
+    }
+  }
+  return out;
+}
+
+export function engineOptionsFrom(values: Map<string, string | number | boolean>): ServingEngineOptions {
+  const o: ServingEngineOptions = {};
+  for (const spec of ENGINE_FLAGS) if (values.has(spec.flag)) spec.apply(o, values.get(spec.flag)!);
+  return o;
+}
+
+export function flagsHelp(specs: readonly FlagSpec[]): string {
+  return specs.map((s) => `  ${(s.flag + (s.kind === 'bool' ? '' : s.kind === 'choice' ? ` {${s.choices!.join('|')}}` : ' N')).padEnd(34)}${s.help}`).join('\n');
+}
