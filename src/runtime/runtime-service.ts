@@ -1,0 +1,192 @@
+// RuntimeService: the one interface behind both front doors. The Fastify gateway (src/http) and the grpc-js
+// server (src/grpc) each take a RuntimeService; LocalRuntime runs the engine in this process, RemoteRuntime
+// forwards to another process over gRPC (`--grpc-target host:port`, the Kubernetes sidecar shape), so REST
+// behaves identically in both. Requests and responses here are SGLang's JSON shapes (snake_case, exactly the
+// keys of ../shared/CONTRACT.md), so the HTTP layer is a thin mapping and the proto mirrors these types.
+
+/** SGLang's GenerateReqInput (io_struct.py), as a client sends it to POST /generate. */
+export interface GenerateReqInput {
+  text?: string | string[];
+  input_ids?: number[] | number[][];
+  sampling_params?: Record<string, unknown> | Record<string, unknown>[] | null;
+  stream?: boolean;
+  return_logprob?: boolean | boolean[];
+  logprob_start_len?: number | number[];
+  top_logprobs_num?: number | number[];
+  token_ids_logprob?: number[] | number[][] | null;
+  return_text_in_logprobs?: boolean;
+  rid?: string | string[] | null;
+  [key: string]: unknown; // other GenerateReqInput keys (validated by the runtime: unsupported ones are refused)
+}
+
+/** [logprob, token_id, text_or_null]; logprob is null for the first prompt position. */
+export type LogprobTriple = [number | null, number, string | null];
+
+export type FinishReasonJson =
+  | { type: 'stop'; matched: number | string | null }
+  | { type: 'length'; length: number }
+  | { type: 'abort'; message: string; status_code?: number | null; err_type?: string | null };
+
+export interface MetaInfo {
+  id: string;
+  finish_reason: FinishReasonJson | null;
+  prompt_tokens: number;
+  completion_tokens: number;
+  cached_tokens: number;
+  e2e_latency: number; // seconds since the request arrived
+  weight_version: string;
+  total_retractions?: number;
+  input_token_logprobs?: LogprobTriple[];
+  output_token_logprobs?: LogprobTriple[];
+  input_top_logprobs?: (LogprobTriple[] | null)[];
+  output_top_logprobs?: (LogprobTriple[] | null)[];
+  input_token_ids_logprobs?: (LogprobTriple[] | null)[];
+  output_token_ids_logprobs?: (LogprobTriple[] | null)[];
+  [key: string]: unknown;
+}
+
+/** One output object of /generate (cumulative text and ids, as SGLang streams them). */
+export interface GenerateOutput {
+  text: string;
+  output_ids: number[];
+  meta_info: MetaInfo;
+  index?: number; // in batch / n > 1 streams: which output this chunk belongs to
+}
+
+/** One item of a generate stream: output `index` (input i, sample j → i * n + j) and its current state. */
+export interface GenerateItem {
+  index: number;
+  output: GenerateOutput;
+  /** True on the last item of this index (finish_reason set). */
+  final: boolean;
+}
+
+export interface GenerateShape {
+  /** The response is a JSON list (list input or n > 1), else one object. */
+  batch: boolean;
+  /** Number of outputs (inputs × n). */
+  count: number;
+}
+
+export interface TokenizeReq {
+  model?: string;
+  prompt: string | string[];
+  add_special_tokens?: boolean;
+}
+export interface TokenizeResp {
+  tokens: number[] | number[][];
+  count: number | number[];
+  max_model_len: number;
+}
+export interface DetokenizeReq {
+  model?: string;
+  tokens: number[];
+  skip_special_tokens?: boolean;
+}
+export interface ScoreReq {
+  model?: string;
+  query?: string | number[];
+  items?: string | string[] | number[][];
+  label_token_ids?: number[];
+  apply_softmax?: boolean;
+  item_first?: boolean;
+}
+export interface ScoreResp {
+  scores: number[][];
+  model: string;
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
+  object: 'scoring';
+}
+export interface UpdateWeightsReq {
+  model_path: string;
+  load_format?: string | null;
+  abort_all_requests?: boolean;
+  weight_version?: string | null;
+}
+export interface UpdateWeightsResp {
+  success: boolean;
+  message: string;
+  num_paused_requests: number;
+}
+export interface AbortReq {
+  rid?: string;
+  abort_all?: boolean;
+}
+
+/**
+ * A failure with SGLang's HTTP status and message. `format` picks the body:
+ * 'error' → {"error": {"message": ...}} (SGLang's ValueError path), 'openai' → {"object": "error", "message",
+ * "type", "param": null, "code"} (schema validation failures), 'text' → the message as a plain-text body.
+ * The gRPC server maps status to a gRPC code (see grpcCodeForStatus) and keeps the message.
+ */
+export class RuntimeError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly format: 'error' | 'openai' | 'text' = 'error',
+  ) {
+    super(message);
+    this.name = 'RuntimeError';
+  }
+}
+
+/** HTTP status → gRPC status code (numeric, @grpc/grpc-js `status`). */
+export function grpcCodeForStatus(httpStatus: number): number {
+  switch (httpStatus) {
+    case 400: return 3; // INVALID_ARGUMENT
+    case 401: return 16; // UNAUTHENTICATED
+    case 403: return 7; // PERMISSION_DENIED
+    case 404: return 5; // NOT_FOUND
+    case 408: return 4; // DEADLINE_EXCEEDED
+    case 429: return 8; // RESOURCE_EXHAUSTED
+    case 501: return 12; // UNIMPLEMENTED
+    case 503: return 14; // UNAVAILABLE
+    default: return httpStatus >= 500 ? 13 : 2; // INTERNAL / UNKNOWN
+  }
+}
+
+/** gRPC status code → HTTP status (the inverse used by RemoteRuntime). */
+export function statusForGrpcCode(code: number): number {
+  switch (code) {
+    case 3: return 400;
+    case 16: return 401;
+    case 7: return 403;
+    case 5: return 404;
+    case 4: return 408;
+    case 8: return 429;
+    case 12: return 501;
+    case 14: return 503;
+    default: return 500;
+  }
+}
+
+export interface RuntimeService {
+  /**
+   * Validates the request synchronously-or-rejects (RuntimeError 400 with SGLang's message) before any
+   * output, then streams items. Every index ends with exactly one `final` item. Aborting `signal` (the
+   * client went away) aborts the request in the engine.
+   */
+  generate(req: GenerateReqInput, signal?: AbortSignal): Promise<{ shape: GenerateShape; items: AsyncIterable<GenerateItem> }>;
+  /** GET /get_model_info: exactly SGLang's 9 keys. */
+  modelInfo(): Promise<Record<string, unknown>>;
+  /** GET /server_info: flat server args + status, max_total_num_tokens, internal_states, version. */
+  serverInfo(): Promise<Record<string, unknown>>;
+  /** True once the engine can generate (GET /health answers 200 then, 503 before). */
+  ready(): Promise<boolean>;
+  /** GET /health_generate: one token through the engine within timeoutMs. */
+  healthGenerate(timeoutMs: number): Promise<boolean>;
+  /** POST /flush_cache: waits up to timeoutS for idle, then flushes; false when busy. */
+  flushCache(timeoutS: number): Promise<boolean>;
+  updateWeightsFromDisk(req: UpdateWeightsReq): Promise<UpdateWeightsResp>;
+  tokenize(req: TokenizeReq): Promise<TokenizeResp>;
+  detokenize(req: DetokenizeReq): Promise<{ text: string }>;
+  score(req: ScoreReq): Promise<ScoreResp>;
+  abortRequest(req: AbortReq): Promise<void>;
+  /** GET /get_load. */
+  getLoad(): Promise<Record<string, unknown>>;
+  /** GET /v1/models. */
+  listModels(): Promise<Record<string, unknown>>;
+  /** Prometheus text exposition of the engine's metrics (GET /metrics with --enable-metrics). */
+  metrics(): Promise<string>;
+  close(): Promise<void>;
+}
