@@ -22,7 +22,7 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 }  // namespace
 
 Scheduler::Scheduler(Model& model, KvCache& kv, SchedulerConfig cfg, std::vector<int32_t> eos_ids)
-    : model_(model),
+    : model_(&model),
       kv_(kv),
       cfg_(cfg),
       eos_ids_(std::move(eos_ids)),
@@ -268,7 +268,7 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   if (cfg_.chunked_prefill_size > 0) budget = std::min<int64_t>(budget, cfg_.chunked_prefill_size);
   std::vector<Planned> plan;
   // After a retraction the pool is short: admit nobody this step.
-  if (plan_running(budget, plan) && !waiting_.empty()) admit_waiting(budget, plan, out);
+  if (plan_running(budget, plan) && !waiting_.empty() && !admission_paused_) admit_waiting(budget, plan, out);
   if (plan.empty()) return out.size() > out0 || !waiting_.empty() || !running_.empty();
 
   // One varlen batch: each planned request's next n tokens; logits rows for sampling and prompt logprobs.
@@ -310,7 +310,7 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   fb.logit_rows = row_idx.data();
   logits_.resize(size_t(std::max(1, fb.R)) * vocab_);
   const auto t1 = clock::now();
-  model_.forward(fb, kv_, logits_.data());
+  model_->forward(fb, kv_, logits_.data());
   const auto t2 = clock::now();
   for (auto& [q, n] : plan) q->kv_done += n;
   ++steps_;
@@ -396,6 +396,13 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   timing_.batch_size = fb.B;
   timing_.num_tokens = fb.T;
   return true;
+}
+
+void Scheduler::replace_model(Model& model, std::vector<int32_t> eos_ids) {
+  if (!running_.empty()) throw std::logic_error("replace_model with requests running");
+  tree_.flush();
+  model_ = &model;
+  eos_ids_ = std::move(eos_ids);
 }
 
 bool Scheduler::flush_cache() {

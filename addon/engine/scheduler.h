@@ -87,6 +87,11 @@ class Scheduler {
   // Aborts everything (an abort event each into out) and returns every page to the pool.
   void close(std::vector<StepEvent>& out);
   const StepTiming& last_timing() const { return timing_; }
+  // While paused, waiting requests stay waiting (running ones go on); used to drain before a weight swap.
+  void set_admission_paused(bool paused) { admission_paused_ = paused; }
+  // Swaps in a model of the same shape (update_weights_from_disk). Only with nothing running; the radix
+  // cache is emptied (its KV came from the old weights); waiting requests stay queued.
+  void replace_model(Model& model, std::vector<int32_t> eos_ids);
 
  private:
   struct Req {
@@ -132,7 +137,7 @@ class Scheduler {
   void retract(Req& q);
   StepEvent make_event(const Req& q, int32_t token, float logprob, int32_t finish, int32_t matched) const;
 
-  Model& model_;
+  Model* model_;
   KvCache& kv_;
   SchedulerConfig cfg_;
   std::vector<int32_t> eos_ids_;
@@ -147,6 +152,7 @@ class Scheduler {
   std::vector<float> logits_;
   StepTiming timing_;
   int64_t steps_ = 0;
+  bool admission_paused_ = false;
 };
 
 }  // namespace sgl

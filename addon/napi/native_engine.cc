@@ -38,6 +38,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -199,17 +200,19 @@ void pack_events(const std::vector<StepEvent>& events, StepPacket& p) {
 }
 
 struct Message {
-  enum Kind { kStep, kFlush } kind = kStep;
+  enum Kind { kStep, kFlush, kUpdateWeights } kind = kStep;
   std::unique_ptr<StepPacket> step;
-  uint64_t flush_id = 0;
+  uint64_t flush_id = 0;  // kFlush / kUpdateWeights: the pending promise
   bool flush_ok = false;
+  std::string text;  // kUpdateWeights: the error message when it failed
 };
 
 struct Command {
-  enum Kind { kSubmit, kAbort, kFlush } kind = kSubmit;
+  enum Kind { kSubmit, kAbort, kFlush, kUpdateWeights } kind = kSubmit;
   SchedRequest req;  // kSubmit
   int64_t rid = 0;   // kAbort
   uint64_t flush_id = 0;
+  std::string path;  // kUpdateWeights
 };
 
 class NativeEngine;
@@ -228,6 +231,8 @@ struct EngineCore {
   std::unique_ptr<Model> model;
   std::unique_ptr<KvCache> kv;
   std::unique_ptr<Scheduler> sched;
+  std::unique_ptr<Command> pending_update;  // engine thread: an update waiting for the running set to drain
+  std::mutex model_mu;  // guards the swap of config / ckpt / model against info() on the JS thread
   int32_t total_pages = 0;
   int32_t vocab = 0;
 
@@ -283,7 +288,37 @@ struct EngineCore {
 
   void update_ref(Napi::Env env);      // JS thread
   void finalize(Napi::Env env);        // JS thread: the thread-safe function's finalizer
+  bool update_weights(const std::string& dir, std::string& error);  // engine thread
 };
+
+// Loads another checkpoint of the same architecture and shape and swaps it in; on any failure the served
+// model stays as it was. Runs on the engine thread once no request is running (admission is paused until
+// then, so queued requests wait and then run on the new weights); the radix cache is emptied.
+bool EngineCore::update_weights(const std::string& dir, std::string& error) {
+  try {
+    auto cfg = std::make_unique<ModelConfig>(model_config_load(dir));
+    const ModelConfig& a = *config;
+    const ModelConfig& b = *cfg;
+    if (b.architecture != a.architecture || b.hidden_size != a.hidden_size || b.num_layers != a.num_layers ||
+        b.num_heads != a.num_heads || b.num_kv_heads != a.num_kv_heads || b.head_dim != a.head_dim ||
+        b.vocab_size != a.vocab_size || b.intermediate_size != a.intermediate_size)
+      throw std::runtime_error(dir + ": a different architecture or shape (" + b.architecture + ") than the served " +
+                               a.architecture + "; weights can only be updated with the same one");
+    auto ck = std::make_unique<Checkpoint>(dir);
+    auto m = model_create(b, *ck, cpu_backend());
+    std::vector<int32_t> eos;
+    for (int64_t id : b.eos_token_ids) eos.push_back(int32_t(id));
+    sched->replace_model(*m, std::move(eos));
+    std::lock_guard<std::mutex> lk(model_mu);
+    model = std::move(m);
+    ckpt = std::move(ck);
+    config = std::move(cfg);
+    return true;
+  } catch (const std::exception& e) {
+    error = e.what();
+    return false;
+  }
+}
 
 void EngineCore::run() {
   std::vector<StepEvent> events;
@@ -338,7 +373,30 @@ void EngineCore::run() {
             flush_results.emplace_back(c.flush_id, ok);
             break;
           }
+          case Command::kUpdateWeights: {
+            if (pending_update) {  // one at a time
+              auto* m = new Message();
+              m->kind = Message::kUpdateWeights;
+              m->flush_id = c.flush_id;
+              m->text = "another weight update is in progress";
+              post(m);
+            } else {
+              pending_update = std::make_unique<Command>(std::move(c));
+              sched->set_admission_paused(true);  // drain the running requests; new ones wait
+            }
+            break;
+          }
         }
+      }
+      if (pending_update && (stopping || sched->stats().running == 0)) {
+        auto* m = new Message();
+        m->kind = Message::kUpdateWeights;
+        m->flush_id = pending_update->flush_id;
+        m->flush_ok = !stopping && update_weights(pending_update->path, m->text);
+        if (stopping) m->text = "the engine is shutting down";
+        post(m);
+        pending_update.reset();
+        sched->set_admission_paused(false);
       }
       if (!stopping) {
         try {
@@ -404,6 +462,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                        {InstanceMethod("info", &NativeEngine::info), InstanceMethod("submit", &NativeEngine::submit),
                         InstanceMethod("abort", &NativeEngine::abort),
                         InstanceMethod("flushCache", &NativeEngine::flush_cache),
+                        InstanceMethod("updateWeights", &NativeEngine::update_weights),
                         InstanceMethod("stats", &NativeEngine::stats), InstanceMethod("close", &NativeEngine::close)});
   }
 
@@ -499,6 +558,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   Napi::Value info(const Napi::CallbackInfo& info) {
     if (core_->state == EngineCore::kClosed) throw Napi::Error::New(info.Env(), "engine is closed");
+    std::lock_guard<std::mutex> lk(core_->model_mu);
     return model_info_object(info.Env(), *core_->config, *core_->ckpt, *core_->kv, cpu_backend().name);
   }
 
@@ -591,6 +651,26 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     Command c;
     c.kind = Command::kFlush;
     c.flush_id = id;
+    core_->push(std::move(c));
+    core_->update_ref(env);
+    return d.Promise();
+  }
+
+  // updateWeights(modelPath) → Promise<{success, message}>; message is the loader's error when it failed.
+  Napi::Value update_weights(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "modelPath must be a string");
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    if (core_->state != EngineCore::kOpen) {
+      d.Reject(Napi::Error::New(env, "engine is closed").Value());
+      return d.Promise();
+    }
+    const uint64_t id = core_->next_flush_id++;
+    core_->flushes.emplace(id, d);
+    Command c;
+    c.kind = Command::kUpdateWeights;
+    c.flush_id = id;
+    c.path = info[0].As<Napi::String>().Utf8Value();
     core_->push(std::move(c));
     core_->update_ref(env);
     return d.Promise();
@@ -692,13 +772,20 @@ Napi::TypedArrayOf<T> to_array(Napi::Env env, const std::vector<T>& v) {
 void call_js(Napi::Env env, Napi::Function on_step, EngineCore* core, Message* msg) {
   std::unique_ptr<Message> m(msg);
   if (env == nullptr) return;  // thread-safe function torn down with this message still queued
-  if (m->kind == Message::kFlush) {
+  if (m->kind == Message::kFlush || m->kind == Message::kUpdateWeights) {
     auto it = core->flushes.find(m->flush_id);
     if (it == core->flushes.end()) return;
     Napi::Promise::Deferred d = it->second;
     core->flushes.erase(it);
     core->update_ref(env);
-    d.Resolve(Napi::Boolean::New(env, m->flush_ok));
+    if (m->kind == Message::kFlush) {
+      d.Resolve(Napi::Boolean::New(env, m->flush_ok));
+    } else {
+      Napi::Object r = Napi::Object::New(env);
+      r.Set("success", m->flush_ok);
+      r.Set("message", m->flush_ok ? std::string() : m->text);
+      d.Resolve(r);
+    }
     return;
   }
   const StepPacket& p = *m->step;

@@ -115,7 +115,8 @@ const NOT_SCHEDULABLE_MESSAGE = 'The request does not fit in the KV cache (max_t
 const pyList = (xs: readonly unknown[]): string => `[${xs.join(', ')}]`;
 
 export class ServingEngine {
-  readonly info: ModelInfo;
+  /** The served model (replaced by updateWeights). */
+  info: ModelInfo;
   readonly tokenizer: TextTokenizer;
   readonly options: ResolvedEngineOptions;
   /** Sampling defaults taken from the model's generation_config.json. */
@@ -322,6 +323,19 @@ export class ServingEngine {
   /** Aborts every request (SGLang's abort_all). */
   abortAll(): void {
     for (const group of new Set(this.groups.values())) this.abort(group.rid);
+  }
+
+  /**
+   * Loads new weights of the same architecture from a model directory without a restart (SGLang's
+   * update_weights_from_disk): the engine stops admitting, lets running requests finish, swaps the weights
+   * and empties the radix cache; queued requests wait and then run on the new weights. On failure the old
+   * weights stay and `message` is the loader's error.
+   */
+  async updateWeights(modelPath: string): Promise<{ success: boolean; message: string }> {
+    if (this.closing) throw new Error('the engine is closed');
+    const r = await this.native.updateWeights(modelPath);
+    if (r.success) this.info = this.native.info();
+    return r;
   }
 
   /** Empties the radix cache; false (nothing done) while requests wait or run. */

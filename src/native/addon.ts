@@ -147,6 +147,12 @@ export interface NativeEngine {
   abort(rid: number): void;
   /** Empties the radix cache; resolves false (nothing done) while requests wait or run. */
   flushCache(): Promise<boolean>;
+  /**
+   * Loads another checkpoint of the same architecture and shape (safetensors dir) and swaps it in between
+   * steps. Only while idle (the caller holds new requests): fails with a message while requests run, and
+   * on any load error, keeping the served weights. The radix cache starts empty afterwards.
+   */
+  updateWeights(modelPath: string): Promise<{ success: boolean; message: string }>;
   /** A snapshot taken after the last step (thread-safe). */
   stats(): NativeEngineStats;
   /** Aborts everything (abort events are delivered first), joins the engine thread, frees the model. */
