@@ -22,12 +22,39 @@ export const ENGINE_FLAGS: readonly FlagSpec[] = [
   { flag: '--random-seed', kind: 'int', help: 'seed of requests without sampling_seed (default random)', apply: (o, v) => (o.randomSeed = v as number) },
 ];
 
+/** The environment variable that also sets a flag: --max-total-tokens → SGL_MAX_TOTAL_TOKENS. */
+export function envNameOf(flag: string): string {
+  return 'SGL_' + flag.replace(/^--/, '').toUpperCase().replace(/-/g, '_');
+}
+
+function convert(spec: FlagSpec, flag: string, v: string): string | number | boolean {
+  if (spec.kind === 'bool') {
+    if (!['true', 'false', '1', '0', ''].includes(v)) throw new Error(`${flag} takes true or false, got ${JSON.stringify(v)}`);
+    return v === 'true' || v === '1' || v === '';
+  }
+  if (spec.kind === 'int') {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isInteger(n)) throw new Error(`${flag} must be an integer, got ${JSON.stringify(v)}`);
+    return n;
+  }
+  if (spec.kind === 'choice' && !spec.choices!.includes(v)) throw new Error(`${flag} must be one of ${spec.choices!.join(', ')}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 /**
  * Parses `--flag value`, `--flag=value` and boolean `--flag` for the given specs; returns the values by flag.
- * Unknown flags and bad values throw an Error naming the flag.
+ * A flag not on the command line is taken from its environment variable (envNameOf) when `env` is given.
+ * Unknown flags and bad values throw an Error naming the flag (or the variable).
  */
-export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]): Map<string, string | number | boolean> {
+export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[], env?: NodeJS.ProcessEnv): Map<string, string | number | boolean> {
   const out = new Map<string, string | number | boolean>();
+  if (env) {
+    for (const spec of specs) {
+      const name = envNameOf(spec.flag);
+      const v = env[name];
+      if (v !== undefined) out.set(spec.flag, convert(spec, `${name} (${spec.flag})`, v));
+    }
+  }
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = (argv[i] as string).split(/=(.*)/s, 2) as [string, string | undefined];
     const spec = specs.find((s) => s.flag === flag);
@@ -39,16 +66,7 @@ export function parseFlags(argv: readonly string[], specs: readonly FlagSpec[]):
     }
     const v = inline ?? argv[++i];
     if (v === undefined) throw new Error(`${flag} needs a value`);
-    if (spec.kind === 'int') {
-      const n = Number(v);
-      if (!Number.isInteger(n)) throw new Error(`${flag} must be an integer, got ${JSON.stringify(v)}`);
-      out.set(flag, n);
-    } else if (spec.kind === 'choice') {
-      if (!spec.choices!.includes(v)) throw new Error(`${flag} must be one of ${spec.choices!.join(', ')}, got ${JSON.stringify(v)}`);
-      out.set(flag, v);
-    } else {
-      out.set(flag, v);
-    }
+    out.set(flag, convert(spec, flag, v));
   }
   return out;
 }
