@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// `npm start -- [engine flags] [--prompt TEXT] [--max-new-tokens N] [--temperature T]`: runs one request
-// through the serving engine (native engine thread, scheduler, sampler) and streams its text to stdout.
-// With no --model-path the built-in stories260k is used. (The HTTP/gRPC server replaces this entry point's
-// default action once it exists.)
+// `npm start -- [flags]`: the server (SGLang's launch_server flags, see src/server/server-flags.ts).
+// `npm start -- [engine flags] --prompt TEXT [--max-new-tokens N] [--temperature T]`: one request through
+// the serving engine, its text streamed to stdout. With no --model-path the built-in stories260k is used.
 import { ServingEngine } from '../engine/engine.js';
 import { ENGINE_FLAGS, engineOptionsFrom, flagsHelp, parseFlags, type FlagSpec } from './engine-flags.js';
+import { launchServer } from '../server/launch.js';
+import { parseServerOptions, serverHelp } from '../server/server-flags.js';
 
 const REQUEST_FLAGS: FlagSpec[] = [
   { flag: '--prompt', kind: 'str', help: 'the prompt (default "Once upon a time")', apply: () => {} },
@@ -14,6 +15,8 @@ const REQUEST_FLAGS: FlagSpec[] = [
 ];
 
 async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (!argv.some((a) => a === '--prompt' || a.startsWith('--prompt='))) return serve(argv);
   const specs = [...ENGINE_FLAGS, ...REQUEST_FLAGS];
   const values = parseFlags(process.argv.slice(2), specs);
   if (values.get('--help')) {
@@ -41,6 +44,21 @@ async function main(): Promise<void> {
   } finally {
     await engine.close();
   }
+}
+
+/** The server (the default action): SGLang's launch_server flags; SIGINT / SIGTERM close it cleanly. */
+async function serve(argv: string[]): Promise<void> {
+  const opts = parseServerOptions(argv);
+  if (opts.help) {
+    console.log(serverHelp());
+    return;
+  }
+  const server = await launchServer(opts);
+  const stop = () => {
+    server.close().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
 }
 
 main().catch((e: Error) => {

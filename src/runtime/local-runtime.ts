@@ -11,6 +11,7 @@
 //    with item_first; scores from the next-token logprobs of label_token_ids; exp, or softmax over the labels);
 //  - entrypoints/openai/serving_tokenize.py (tokenize / detokenize), serving_score.py, http_server.py
 //    (get_model_info, get_server_info, health_generate, get_load, v1/models).
+import { resolveModelPath } from '../engine/model-path.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -137,7 +138,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class LocalRuntime implements RuntimeService {
   readonly metricsRegistry: RuntimeMetrics;
-  private readonly weightVersion: string;
+  private weightVersion: string;
   private closed = false;
 
   constructor(
@@ -351,9 +352,26 @@ export class LocalRuntime implements RuntimeService {
     return this.engine.flushCache();
   }
 
+  /**
+   * SGLang's update_weights_from_disk: the engine stops admitting, lets running requests finish (queued ones
+   * wait), swaps in the new checkpoint and flushes the radix cache. Messages as SGLang's model_runner words
+   * them; on failure the served weights stay.
+   */
   async updateWeightsFromDisk(req: UpdateWeightsReq): Promise<UpdateWeightsResp> {
-    void req;
-    throw new RuntimeError(501, 'update_weights_from_disk is not available yet');
+    if (this.closed) throw new RuntimeError(503, 'The server is shutting down.');
+    if (req.abort_all_requests === true) this.engine.abortAll();
+    let dir: string;
+    try {
+      dir = resolveModelPath(req.model_path);
+    } catch (err) {
+      return { success: false, message: `Failed to get weights iterator: ${(err as Error).message}.`, num_paused_requests: 0 };
+    }
+    const r = await this.engine.updateWeights(dir);
+    if (!r.success) {
+      return { success: false, message: `Failed to update weights: ${r.message}.\nRolling back to original weights.`, num_paused_requests: 0 };
+    }
+    if (typeof req.weight_version === 'string') this.weightVersion = req.weight_version;
+    return { success: true, message: 'Succeeded to update model weights.', num_paused_requests: 0 };
   }
 
   // ---- tokenizer -----------------------------------------------------------------------------------

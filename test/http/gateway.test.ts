@@ -487,10 +487,24 @@ test('GET /get_load, /v1/models, /metrics', async () => {
   assert.equal((await get('/no/such/route')).status, 404);
 });
 
-test('POST /update_weights_from_disk: not available yet (JSON body)', async () => {
-  const r = await post('/update_weights_from_disk', { model_path: 'stories260k' });
-  assert.equal(r.status, 501);
-  assert.deepEqual(r.json, { success: false, message: 'update_weights_from_disk is not available yet', num_paused_requests: 0 });
+test('POST /update_weights_from_disk: SGLang success and failure messages; weight_version follows', async () => {
+  const bad = await post('/update_weights_from_disk', { model_path: 'qwen/qwen2.5-0.5b-instruct-wrong' });
+  assert.equal(bad.status, 400);
+  assert.deepEqual(bad.json, {
+    success: false,
+    message: 'Failed to get weights iterator: qwen/qwen2.5-0.5b-instruct-wrong (repository not found).',
+    num_paused_requests: 0,
+  });
+  const other = await post('/update_weights_from_disk', { model_path: fixtureModelDir('qwen2-tiny') });
+  assert.equal(other.status, 400);
+  assert.match((other.json as { message: string }).message, /^Failed to update weights: .*different architecture or shape.*\.\nRolling back to original weights\.$/s);
+  const ok = await post('/update_weights_from_disk', { model_path: fixtureModelDir('stories260k'), weight_version: 'v2' });
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.json, { success: true, message: 'Succeeded to update model weights.', num_paused_requests: 0 });
+  const info = await get('/get_model_info');
+  assert.equal((info.json as { weight_version: string }).weight_version, 'v2');
+  const gen = await post('/generate', { input_ids: golden.generate[0]!.input_ids, sampling_params: { temperature: 0, max_new_tokens: 24, ignore_eos: true } });
+  assert.deepEqual((gen.json as { output_ids: number[] }).output_ids, golden.generate[0]!.greedy_ids, 'still serving the same weights');
 });
 
 test('--api-key: 401 {"error": "Unauthorized"} without or with a wrong key; health stays open', async () => {

@@ -8,9 +8,9 @@ import { loadGolden } from '../helpers/fixtures.js';
 
 const main = path.join(projectRoot(), 'dist', 'src', 'cli', 'main.js');
 
-test('npm start prints the built-in model greedy continuation (golden)', () => {
+test('npm start -- --prompt prints the built-in model greedy continuation (golden)', () => {
   const g = loadGolden('stories260k').generate[0]!;
-  const out = execFileSync(process.execPath, [main, '--max-new-tokens', String(g.greedy_ids.length), '--page-size', '4'], { encoding: 'utf8' });
+  const out = execFileSync(process.execPath, [main, '--prompt', g.text, '--max-new-tokens', String(g.greedy_ids.length), '--page-size', '4'], { encoding: 'utf8' });
   assert.equal(out, `${g.text}${g.greedy_text}\n`);
 });
 
