@@ -639,41 +639,33 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     return env.Undefined();
   }
 
-  Napi::Value flush_cache(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
+  // Queues a command answered through a promise (flush, update weights); call_js resolves it by flush_id.
+  Napi::Value queue_promised(Napi::Env env, Command c) {
     Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
     if (core_->state != EngineCore::kOpen) {
       d.Reject(Napi::Error::New(env, "engine is closed").Value());
       return d.Promise();
     }
-    const uint64_t id = core_->next_flush_id++;
-    core_->flushes.emplace(id, d);
-    Command c;
-    c.kind = Command::kFlush;
-    c.flush_id = id;
+    c.flush_id = core_->next_flush_id++;
+    core_->flushes.emplace(c.flush_id, d);
     core_->push(std::move(c));
     core_->update_ref(env);
     return d.Promise();
   }
 
+  Napi::Value flush_cache(const Napi::CallbackInfo& info) {
+    Command c;
+    c.kind = Command::kFlush;
+    return queue_promised(info.Env(), std::move(c));
+  }
+
   // updateWeights(modelPath) → Promise<{success, message}>; message is the loader's error when it failed.
   Napi::Value update_weights(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "modelPath must be a string");
-    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
-    if (core_->state != EngineCore::kOpen) {
-      d.Reject(Napi::Error::New(env, "engine is closed").Value());
-      return d.Promise();
-    }
-    const uint64_t id = core_->next_flush_id++;
-    core_->flushes.emplace(id, d);
+    if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "modelPath must be a string");
     Command c;
     c.kind = Command::kUpdateWeights;
-    c.flush_id = id;
     c.path = info[0].As<Napi::String>().Utf8Value();
-    core_->push(std::move(c));
-    core_->update_ref(env);
-    return d.Promise();
+    return queue_promised(info.Env(), std::move(c));
   }
 
   Napi::Value stats(const Napi::CallbackInfo& info) {

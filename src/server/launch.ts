@@ -26,7 +26,8 @@ type Log = (msg: string) => void;
 
 function checkUnsupported(o: ServerOptions): void {
   if (o.isEmbedding) throw new Error('--is-embedding: embedding, reward and cross-encoder models are not served yet by this build');
-  if (o.device === 'cuda' && !(loadAddon().cudaCompiled && (loadAddon().cudaDeviceCount?.() ?? 0) > 0)) {
+  const addon = loadAddon();
+  if (o.device === 'cuda' && !(addon.cudaCompiled && (addon.cudaDeviceCount?.() ?? 0) > 0)) {
     throw new Error('--device cuda: no CUDA device (or the addon was built without CUDA)');
   }
 }
