@@ -4,12 +4,14 @@
 // Body parsing: every content type is read as JSON (FastAPI reads a JSON body whatever the header says; the
 // OpenAI-style routes check the header themselves); an empty body is `undefined`. A body that is not JSON,
 // or that fails a route's schema, is 400 {"object": "error", ..., "type": "BadRequestError", "code": 400}.
+// CORS as SGLang's (cors.ts). A known path asked with another method: 405 {"detail": "Method Not Allowed"}.
 // --api-key: utils/auth.py's middleware: `Authorization: Bearer KEY` on every route except OPTIONS, /health*
 // and /metrics*, else 401 {"error": "Unauthorized"}.
 import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 
 import { RuntimeError, type RuntimeService } from '../runtime/runtime-service.js';
+import { registerCors } from './cors.js';
 import { openaiErrorBody, sendRuntimeError } from './errors.js';
 import { registerGenerate } from './generate-route.js';
 import { registerRoutes } from './routes.js';
@@ -51,6 +53,16 @@ export function createGateway(runtime: RuntimeService, opts: GatewayOptions = {}
     }
   });
 
+  registerCors(app); // first: a preflight is answered before the api-key check
+
+  // Which methods each path has, for Starlette's 405 (a path that exists, asked with another method).
+  const methodsByPath = new Map<string, Set<string>>();
+  app.addHook('onRoute', (route) => {
+    const set = methodsByPath.get(route.url) ?? new Set<string>();
+    for (const m of Array.isArray(route.method) ? route.method : [route.method]) set.add(m);
+    methodsByPath.set(route.url, set);
+  });
+
   const apiKey = opts.apiKey ?? null;
   if (apiKey) {
     app.addHook('onRequest', async (request, reply) => {
@@ -73,8 +85,14 @@ export function createGateway(runtime: RuntimeService, opts: GatewayOptions = {}
     return reply.code(500).send(openaiErrorBody(500, err.message || 'Internal server error'));
   });
 
-  // FastAPI's 404 body.
-  app.setNotFoundHandler((_request, reply) => reply.code(404).send({ detail: 'Not Found' }));
+  // FastAPI's bodies: 405 with an Allow header for a known path, else 404.
+  app.setNotFoundHandler((request, reply) => {
+    const methods = methodsByPath.get(request.url.split('?', 1)[0] as string);
+    if (methods !== undefined) {
+      return reply.code(405).header('allow', [...methods].join(', ')).send({ detail: 'Method Not Allowed' });
+    }
+    return reply.code(404).send({ detail: 'Not Found' });
+  });
 
   registerGenerate(app, runtime);
   registerRoutes(app, runtime, { enableMetrics: opts.enableMetrics === true });

@@ -24,6 +24,7 @@ import {
   RuntimeError,
   type AbortReq,
   type DetokenizeReq,
+  type DetokenizeResp,
   type GenerateItem,
   type GenerateOutput,
   type GenerateReqInput,
@@ -134,6 +135,23 @@ function requestError(err: unknown, format: 'error' | 'openai' = 'error'): unkno
 }
 
 const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
+
+/** Python's type() name of a JSON value, for messages that quote it as SGLang does ("<class 'str'>"). */
+function pyTypeName(v: unknown): string {
+  const name = v === null || v === undefined ? 'NoneType' : typeof v === 'string' ? 'str' : typeof v === 'boolean' ? 'bool'
+    : typeof v === 'number' ? (Number.isInteger(v) ? 'int' : 'float') : Array.isArray(v) ? 'list' : 'dict';
+  return `<class '${name}'>`;
+}
+
+/** Python's repr() of a JSON value (lists and scalars as SGLang's f-strings print them). */
+function pyRepr(v: unknown): string {
+  if (v === null || v === undefined) return 'None';
+  if (typeof v === 'boolean') return v ? 'True' : 'False';
+  if (typeof v === 'string') return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  if (typeof v === 'number') return String(v);
+  if (Array.isArray(v)) return `[${v.map(pyRepr).join(', ')}]`;
+  return `{${Object.entries(v as Record<string, unknown>).map(([k, x]) => `${pyRepr(k)}: ${pyRepr(x)}`).join(', ')}}`;
+}
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class LocalRuntime implements RuntimeService {
@@ -395,17 +413,38 @@ export class LocalRuntime implements RuntimeService {
     throw new RuntimeError(400, `Invalid prompt type: ${prompt === undefined ? 'missing' : Array.isArray(prompt) ? 'list' : typeof prompt}. Expected str or List[str].`, 'openai');
   }
 
-  async detokenize(req: DetokenizeReq): Promise<{ text: string }> {
-    if (typeof req !== 'object' || req === null) throw new RuntimeError(400, 'The request body must be a JSON object.', 'openai');
+  // serving_tokenize.py: List[int] → {"text": str}; List[List[int]] → {"text": [str, ...]}; [] → "".
+  async detokenize(req: DetokenizeReq): Promise<DetokenizeResp> {
+    const fail = (msg: string) => new RuntimeError(400, msg, 'openai');
+    if (typeof req !== 'object' || req === null) throw fail('The request body must be a JSON object.');
     const skip = req.skip_special_tokens ?? true;
-    if (typeof skip !== 'boolean') throw new RuntimeError(400, "'skip_special_tokens' must be a boolean.", 'openai');
-    const { tokens } = req;
-    if (!Array.isArray(tokens)) throw new RuntimeError(400, 'Invalid tokens type: expected List[int].', 'openai');
-    if (!tokens.every(isInt)) throw new RuntimeError(400, "Invalid input: 'tokens' must be a list of integers.", 'openai');
-    const vocab = this.engine.tokenizer.vocabSize;
-    const bad = tokens.find((t) => t < 0 || t >= Math.max(vocab, this.engine.info.vocabSize));
-    if (bad !== undefined) throw new RuntimeError(400, `Error decoding tokens: token id ${bad} is out of range. Input tokens might be invalid for the model.`, 'openai');
-    return { text: this.engine.tokenizer.decode(tokens, { skipSpecialTokens: skip }) };
+    if (typeof skip !== 'boolean') throw fail("'skip_special_tokens' must be a boolean.");
+    const tokens: unknown = req.tokens;
+    const typeError = () => fail(`Invalid tokens type: ${pyTypeName(tokens)}. Expected List[int] or List[List[int]].`);
+    if (!Array.isArray(tokens)) throw typeError();
+    if (tokens.length === 0) return { text: '' };
+    if (typeof tokens[0] === 'number') {
+      if (!tokens.every(isInt)) throw fail("Invalid input: 'tokens' must be a list of integers.");
+      return { text: this.decodeChecked(tokens, skip) };
+    }
+    if (!Array.isArray(tokens[0])) throw typeError();
+    const texts: string[] = [];
+    for (const sub of tokens) {
+      if (!Array.isArray(sub) || !sub.every(isInt)) {
+        throw fail(`Invalid input: Sublist in 'tokens' must contain only integers. Found: ${pyRepr(sub)}`);
+      }
+      texts.push(this.decodeChecked(sub, skip));
+    }
+    return { text: texts };
+  }
+
+  private decodeChecked(tokens: number[], skip: boolean): string {
+    const limit = Math.max(this.engine.tokenizer.vocabSize, this.engine.info.vocabSize);
+    const bad = tokens.find((t) => t < 0 || t >= limit);
+    if (bad !== undefined) {
+      throw new RuntimeError(400, `Error decoding tokens: token id ${bad} is out of range. Input tokens might be invalid for the model.`, 'openai');
+    }
+    return this.engine.tokenizer.decode(tokens, { skipSpecialTokens: skip });
   }
 
   // ---- /v1/score -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@
 import type {
   AbortReq,
   DetokenizeReq,
+  DetokenizeResp,
   GenerateItem,
   GenerateOutput,
   GenerateReqInput,
@@ -377,11 +378,11 @@ export const tokenizeResponseCodec = new ObjectCodec<TokenizeResp>([
 
 export const detokenizeRequestCodec = new ObjectCodec<DetokenizeReq>([
   one('model', str),
-  one('tokens', tokenIds),
+  either('tokens', tokenIds, tokenIdsList),
   one('skip_special_tokens', bool),
 ]);
 
-export const detokenizeResponseCodec = new ObjectCodec<{ text: string }>([one('text', str)]);
+export const detokenizeResponseCodec = new ObjectCodec<DetokenizeResp>([either('text', str, strList)]);
 
 export const scoreRequestCodec = new ObjectCodec<ScoreReq>([
   one('model', str),

@@ -8,6 +8,7 @@ import {
   statusForGrpcCode,
   type AbortReq,
   type DetokenizeReq,
+  type DetokenizeResp,
   type GenerateItem,
   type GenerateReqInput,
   type GenerateShape,
@@ -210,7 +211,7 @@ export class RemoteRuntime implements RuntimeService {
     return tokenizeResponseCodec.decode(await this.call('Tokenize', tokenizeRequestCodec.encode(req)));
   }
 
-  async detokenize(req: DetokenizeReq): Promise<{ text: string }> {
+  async detokenize(req: DetokenizeReq): Promise<DetokenizeResp> {
     return detokenizeResponseCodec.decode(await this.call('Detokenize', detokenizeRequestCodec.encode(req)));
   }
 

@@ -80,8 +80,11 @@ export interface TokenizeResp {
 }
 export interface DetokenizeReq {
   model?: string;
-  tokens: number[];
+  tokens: number[] | number[][];
   skip_special_tokens?: boolean;
+}
+export interface DetokenizeResp {
+  text: string | string[];
 }
 export interface ScoreReq {
   model?: string;
@@ -179,7 +182,7 @@ export interface RuntimeService {
   flushCache(timeoutS: number): Promise<boolean>;
   updateWeightsFromDisk(req: UpdateWeightsReq): Promise<UpdateWeightsResp>;
   tokenize(req: TokenizeReq): Promise<TokenizeResp>;
-  detokenize(req: DetokenizeReq): Promise<{ text: string }>;
+  detokenize(req: DetokenizeReq): Promise<DetokenizeResp>;
   score(req: ScoreReq): Promise<ScoreResp>;
   abortRequest(req: AbortReq): Promise<void>;
   /** GET /get_load. */

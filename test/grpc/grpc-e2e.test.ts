@@ -98,6 +98,8 @@ test('REST through RemoteRuntime answers what REST through LocalRuntime answers'
   await both({ method: 'POST', url: '/tokenize', payload: { prompt: 'Once upon a time', add_special_tokens: false } });
   await both({ method: 'POST', url: '/tokenize', payload: { prompt: ['Once', 'upon a time'] } });
   await both({ method: 'POST', url: '/detokenize', payload: { tokens: g.input_ids } });
+  await both({ method: 'POST', url: '/detokenize', payload: { tokens: [g.input_ids, [1, 2]] } });
+  await both({ method: 'POST', url: '/detokenize', payload: { tokens: [[1], [2, 'x']] } });
   await both({ method: 'GET', url: '/health' });
   // Errors: the runtime's own messages, status codes and body formats.
   await both({ method: 'POST', url: '/generate', payload: { text: 'x', sampling_params: { temperature: -1 } } });

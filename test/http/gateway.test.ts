@@ -315,6 +315,60 @@ test('POST /tokenize and /detokenize: round trip, lists, special tokens', async 
   assert.equal(bad.json.object, 'error');
 });
 
+test('POST /detokenize with a list of lists answers a list of texts; [] is ""; bad sublists are 400', async () => {
+  const ids = golden.generate.map((g) => g.input_ids);
+  const batch = await post('/detokenize', { tokens: ids });
+  assert.equal(batch.status, 200);
+  assert.deepEqual(batch.json, { text: golden.generate.map((g) => g.text) });
+  assert.deepEqual((await post('/detokenize', { tokens: [] })).json, { text: '' });
+  const bad = await post('/detokenize', { tokens: [[1, 2], [3, 'x']] });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.message, "Invalid input: Sublist in 'tokens' must contain only integers. Found: [3, 'x']");
+  const wrongType = await post('/detokenize', { tokens: 'abc' });
+  assert.equal(wrongType.status, 400);
+  assert.equal(wrongType.json.message, "Invalid tokens type: <class 'str'>. Expected List[int] or List[List[int]].");
+  assert.equal((await post('/detokenize', { tokens: [1, [2]] })).json.message, "Invalid input: 'tokens' must be a list of integers.");
+});
+
+test('a known path asked with another method is 405 with Allow (FastAPI); an unknown path is 404', async () => {
+  const r = await fetch(base + '/generate', { method: 'GET' });
+  assert.equal(r.status, 405);
+  assert.deepEqual(await r.json(), { detail: 'Method Not Allowed' });
+  assert.deepEqual(r.headers.get('allow')?.split(', ').sort(), ['POST', 'PUT']);
+  const info = await fetch(base + '/get_model_info', { method: 'POST' });
+  assert.equal(info.status, 405);
+  assert.ok(info.headers.get('allow')?.includes('GET'));
+  await info.text();
+  const missing = await fetch(base + '/nope', { method: 'GET' });
+  assert.equal(missing.status, 404);
+  assert.deepEqual(await missing.json(), { detail: 'Not Found' });
+});
+
+test('CORS as SGLang configures it: preflight answered before the api key, simple and streamed responses allowed', async () => {
+  const pre = await fetch(baseKey + '/generate', {
+    method: 'OPTIONS',
+    headers: { origin: 'http://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+  });
+  assert.equal(pre.status, 200);
+  assert.equal(await pre.text(), 'OK');
+  assert.equal(pre.headers.get('access-control-allow-origin'), 'http://app.example');
+  assert.equal(pre.headers.get('access-control-allow-headers'), 'authorization, content-type');
+  assert.equal(pre.headers.get('access-control-allow-credentials'), 'true');
+  assert.match(pre.headers.get('access-control-allow-methods') ?? '', /POST/);
+  const simple = await fetch(base + '/get_model_info', { headers: { origin: 'http://app.example' } });
+  assert.equal(simple.headers.get('access-control-allow-origin'), '*');
+  assert.equal(simple.headers.get('access-control-allow-credentials'), 'true');
+  await simple.text();
+  const stream = await fetch(base + '/generate', {
+    method: 'POST', headers: { origin: 'http://app.example' }, body: JSON.stringify({ input_ids: g0.input_ids, sampling_params: greedy(2), stream: true }),
+  });
+  assert.equal(stream.headers.get('access-control-allow-origin'), '*');
+  assert.match(await stream.text(), /data: \[DONE\]/);
+  const plain = await fetch(base + '/get_model_info');
+  assert.equal(plain.headers.get('access-control-allow-origin'), null, 'no Origin, no CORS headers');
+  await plain.text();
+});
+
 test('POST /v1/score: probabilities of the label tokens after query + item (stories260k goldens)', async () => {
   const labels = [1, 2];
   // ids: query = prompt minus its last 2 ids, item = those 2 ids; item_first swaps them.
