@@ -13,6 +13,8 @@ import { buildServerArgs, LocalRuntime } from '../runtime/local-runtime.js';
 import { RemoteRuntime } from '../runtime/remote-runtime.js';
 import type { RuntimeService } from '../runtime/runtime-service.js';
 import type { ServerOptions } from './server-flags.js';
+import { listWeightFiles, prefetchWeights } from '../engine/weight-prefetch.js';
+import { createProgress, type ProgressSink } from './load-progress.js';
 
 export interface RunningServer {
   runtime: RuntimeService;
@@ -32,11 +34,17 @@ function checkUnsupported(o: ServerOptions): void {
   }
 }
 
-async function localRuntime(o: ServerOptions, log: Log): Promise<LocalRuntime> {
+async function localRuntime(o: ServerOptions, log: Log, progressStream: ProgressSink['stream']): Promise<LocalRuntime> {
   const given = o.modelPath ?? builtinModelDir();
   const dir = resolveModelPath(given);
   log(`Loading ${given}${dir !== given ? ` (${dir})` : ''} ...`);
   const t0 = performance.now();
+  const files = listWeightFiles(dir);
+  if (files.length > 0) {
+    const bar = createProgress(`Reading weights (${files.length} file${files.length > 1 ? 's' : ''})`, files.reduce((s, f) => s + f.bytes, 0), { stream: progressStream, log });
+    await prefetchWeights(files, (done) => bar.update(done));
+    bar.finish();
+  }
   const tokenizerPath = o.tokenizerPath !== null ? resolveModelPath(o.tokenizerPath) : undefined;
   const engine = await ServingEngine.create({ ...o.engine, modelPath: dir, tokenizerPath });
   const info = engine.info;
@@ -79,7 +87,15 @@ function sameDtype(flag: string, stored: string): boolean {
   return norm(flag) === norm(stored);
 }
 
-export async function launchServer(o: ServerOptions, log: Log = (m) => console.error(`[sglang-ts] ${m}`)): Promise<RunningServer> {
+/**
+ * `log` takes the server's log lines; `progressStream` draws the loading bar when it is a TTY (stderr by
+ * default; otherwise the progress goes through `log` as a line per quarter).
+ */
+export async function launchServer(
+  o: ServerOptions,
+  log: Log = (m) => console.error(`[sglang-ts] ${m}`),
+  progressStream: ProgressSink['stream'] = process.stderr,
+): Promise<RunningServer> {
   checkUnsupported(o);
   let runtime: RuntimeService;
   if (o.grpcTarget !== null) {
@@ -91,7 +107,7 @@ export async function launchServer(o: ServerOptions, log: Log = (m) => console.e
       await new Promise((r) => setTimeout(r, 500));
     }
   } else {
-    runtime = await localRuntime(o, log);
+    runtime = await localRuntime(o, log, progressStream);
     if (!o.skipServerWarmup) {
       const ok = await runtime.healthGenerate(60_000);
       if (!ok) throw new Error('the warm-up generation failed');

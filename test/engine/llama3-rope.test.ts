@@ -3,8 +3,7 @@
 // token is the reward that LlamaForSequenceClassification computed in the golden.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadAddon } from '../../src/native/addon.js';
 import { PagePool } from '../../src/engine/page-pool.js';
@@ -12,11 +11,12 @@ import { SequenceKv, runStep } from '../../src/engine/step-runner.js';
 import { writeSafetensors } from '../../src/util/safetensors-writer.js';
 import { fixturesDir } from '../helpers/fixtures.js';
 import { readSafetensors } from '../helpers/safetensors-reader.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 const src = path.join(fixturesDir, 'llama31-reward-tiny');
 
 function rewardAsCausalLm(ropeParameters?: object): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sgl-reward-'));
+  const dir = makeTempDir('sgl-reward-');
   const config = JSON.parse(readFileSync(path.join(src, 'config.json'), 'utf8'));
   config.architectures = ['LlamaForCausalLM'];
   if (ropeParameters) config.rope_parameters = ropeParameters;

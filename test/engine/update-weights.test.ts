@@ -3,19 +3,19 @@
 // different architecture fails with the loader's message and the old weights keep serving.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { ServingEngine } from '../../src/engine/engine.js';
 import { builtinModelDir } from '../../src/engine/builtin-model.js';
 import { writeSafetensors } from '../../src/util/safetensors-writer.js';
 import { readSafetensors } from '../helpers/safetensors-reader.js';
 import { fixtureModelDir, loadGolden } from '../helpers/fixtures.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 /** A copy of stories260k whose final norm weights are scaled: same shapes, other logits. */
 function alteredCopy(): string {
   const src = builtinModelDir();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'sgl-uw-'));
+  const dir = makeTempDir('sgl-uw-');
   mkdirSync(dir, { recursive: true });
   for (const f of readdirSync(src)) if (f !== 'model.safetensors') copyFileSync(path.join(src, f), path.join(dir, f));
   const tensors = readSafetensors(path.join(src, 'model.safetensors')).map((t) => {

@@ -1,8 +1,8 @@
 // Writes a tiny random Llama checkpoint into a temp directory, with hooks to break it in specific ways.
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeSafetensors, type TensorSpec, type SafetensorsDtype } from '../../src/util/safetensors-writer.js';
+import { makeTempDir } from './temp-dir.js';
 
 export const tinyConfig = {
   architectures: ['LlamaForCausalLM'],
@@ -52,7 +52,7 @@ export function tinyTensors(dtype: SafetensorsDtype = 'F32'): TensorSpec[] {
 
 /** A model dir with config.json and model.safetensors built from (possibly edited) tensors. */
 export function writeTinyModel(opts: { config?: object; tensors?: TensorSpec[]; noWeights?: boolean } = {}): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'sgl-tiny-'));
+  const dir = makeTempDir('sgl-tiny-');
   writeFileSync(path.join(dir, 'config.json'), JSON.stringify(opts.config ?? tinyConfig));
   if (!opts.noWeights) writeSafetensors(path.join(dir, 'model.safetensors'), opts.tensors ?? tinyTensors());
   return dir;

@@ -11,7 +11,10 @@ const quiet = () => {};
 
 test('engine server and a --grpc-target gateway answer REST the same; --api-key guards both', async () => {
   const g = loadGolden('stories260k').generate[0]!;
-  const engine = await launchServer(parseServerOptions(['--port', '0', '--grpc-port', '0', '--page-size', '4', '--api-key', 'k'], {}), quiet);
+  const logged: string[] = [];
+  const engine = await launchServer(parseServerOptions(['--port', '0', '--grpc-port', '0', '--page-size', '4', '--api-key', 'k'], {}), (m) => logged.push(m), { isTTY: false, write: () => true });
+  assert.ok(logged.some((m) => /^Reading weights \(1 file\): done, [\d.]+ (kB|MB) in [\d.]+ s$/.test(m)), logged.join('\n'));
+  assert.ok(logged.indexOf('Warm-up generation done') > logged.findIndex((m) => m.startsWith('Reading weights')));
   const gateway = await launchServer(parseServerOptions(['--port', '0', '--grpc-target', `127.0.0.1:${engine.grpc!.port}`, '--api-key', 'k'], {}), quiet);
   try {
     const auth = { authorization: 'Bearer k', 'content-type': 'application/json' };

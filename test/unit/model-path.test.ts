@@ -2,10 +2,11 @@
 // "(repository not found)" wording for anything else.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { hfHubCacheDir, resolveModelPath } from '../../src/engine/model-path.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
 
 test('cache root: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub', () => {
   assert.equal(hfHubCacheDir({ HF_HUB_CACHE: '/a', HF_HOME: '/b' }), '/a');
@@ -14,7 +15,7 @@ test('cache root: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub'
 });
 
 test('a local directory is used as is; a Hub id resolves to refs/main in the cache; else repository not found', () => {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'sgl-hf-'));
+  const root = makeTempDir('sgl-hf-');
   const repo = path.join(root, 'models--Qwen--Tiny');
   mkdirSync(path.join(repo, 'snapshots', 'abc123'), { recursive: true });
   mkdirSync(path.join(repo, 'snapshots', 'old999'), { recursive: true });
