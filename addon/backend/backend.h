@@ -36,8 +36,9 @@ struct MatmulParams {
   const void* x;  // [T, K]
   WeightRef w;    // [N, K]
   WeightRef bias; // [N] or absent
-  void* y;        // [T, N]
+  void* y;        // [T, N] in the activation dtype, or f32 when y_f32 (the logits)
   int32_t T, K, N;
+  bool y_f32 = false;
 };
 
 // With residual: residual += x (in place), out = rmsnorm(residual) * w. Without: out = rmsnorm(x) * w.
@@ -86,6 +87,9 @@ struct AttentionParams {
   int32_t B, T, H, Hkv, D, P;
   float scale;  // softmax scale, usually 1/sqrt(D)
   bool causal;
+  // Host-side bounds over the batch (the arrays above are device memory on CUDA): the largest q_len and
+  // kv_len of any sequence. They pick the kernel (decode when max_q_len == 1) and size its grid.
+  int32_t max_q_len = 0, max_kv_len = 0;
 };
 
 // out = silu(gate) * up
@@ -113,6 +117,11 @@ struct Backend {
   void (*download)(void* dst, const void* src, size_t bytes);  // device -> host
   void (*memset_zero)(void* dst, size_t bytes);
   void (*sync)();
+  // A checkpoint weight of `count` elements (host memory, e.g. the memory map) made usable by the kernels:
+  // the CPU uses it in place (returns `host`); CUDA allocates, uploads and converts it to bf16.
+  // release_weight frees what place_weight allocated (a no-op on the CPU).
+  WeightRef (*place_weight)(const WeightRef& host, size_t count);
+  void (*release_weight)(const WeightRef& placed);
 
   void (*embed)(const EmbedParams&);
   void (*matmul)(const MatmulParams&);
@@ -127,5 +136,8 @@ struct Backend {
 };
 
 const Backend& cpu_backend();
+// The CUDA backend on device 0, or null where the addon was built without CUDA or no GPU is present
+// (defined in cuda/cuda_backend.cu; a stub returning null otherwise).
+const Backend* cuda_backend();
 
 }  // namespace sgl

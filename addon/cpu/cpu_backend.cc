@@ -24,6 +24,8 @@ void cpu_memset_zero(void* dst, size_t bytes) {
   if (bytes) std::memset(dst, 0, bytes);
 }
 void cpu_sync() {}
+WeightRef cpu_place_weight(const WeightRef& host, size_t) { return host; }  // used in place (memory map)
+void cpu_release_weight(const WeightRef&) {}
 
 }  // namespace
 
@@ -37,6 +39,8 @@ const Backend& cpu_backend() {
       cpu_copy,  // download
       cpu_memset_zero,
       cpu_sync,
+      cpu_place_weight,
+      cpu_release_weight,
       embed_cpu,
       matmul_cpu,
       rms_norm_cpu,
