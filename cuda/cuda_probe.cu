@@ -23,4 +23,13 @@ bool cuda_device_describe(char* buf, int len) {
   return true;
 }
 
+bool cuda_mem_info(size_t* free_bytes, size_t* total_bytes) {
+  if (cuda_device_count() == 0) return false;
+  if (cudaMemGetInfo(free_bytes, total_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return true;
+}
+
 }  // namespace sgl

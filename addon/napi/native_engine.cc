@@ -53,6 +53,7 @@
 #include "model/model_config.h"
 #include "model/safetensors.h"
 #include "models/model.h"
+#include "napi/backend_select.h"
 #include "napi/model_info.h"
 #include "napi/napi_util.h"
 
@@ -227,6 +228,7 @@ struct EngineCore {
   // Model state: built on the JS thread by the constructor, then used only by the engine thread until the
   // finalizer (JS thread) has joined it and frees it.
   std::unique_ptr<ModelConfig> config;
+  const Backend* backend = nullptr;  // chosen at construction (device option), used for reloads too
   std::unique_ptr<Checkpoint> ckpt;
   std::unique_ptr<Model> model;
   std::unique_ptr<KvCache> kv;
@@ -305,7 +307,7 @@ bool EngineCore::update_weights(const std::string& dir, std::string& error) {
       throw std::runtime_error(dir + ": a different architecture or shape (" + b.architecture + ") than the served " +
                                a.architecture + "; weights can only be updated with the same one");
     auto ck = std::make_unique<Checkpoint>(dir);
-    auto m = model_create(b, *ck, cpu_backend());
+    auto m = model_create(b, *ck, *backend);
     std::vector<int32_t> eos;
     for (int64_t id : b.eos_token_ids) eos.push_back(int32_t(id));
     sched->replace_model(*m, std::move(eos));
@@ -470,7 +472,15 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     Napi::Env env = info.Env();
     Napi::Object opts = arg_object(info, 0, "options");
     const std::string dir = prop_string(opts, "modelPath");
-    const int num_pages = int(int_field(opts, "numPages", 1, 2147483647));
+    // numPages 0: size the pool from device memory (memFractionStatic); only on a device backend.
+    const int num_pages_opt = int(int_field(opts, "numPages", 0, 2147483647));
+    std::string device = "cpu";
+    if (!absent(opts.Get("device"))) device = prop_string(opts, "device");
+    double mem_fraction = 0.85;
+    if (!absent(opts.Get("memFractionStatic"))) {
+      mem_fraction = number_field(opts, "memFractionStatic");
+      if (!(mem_fraction > 0 && mem_fraction < 1)) type_error(env, "memFractionStatic", "must be in (0, 1)");
+    }
     SchedulerConfig sc;
     sc.page_size = int32_t(int_field(opts, "pageSize", 1, 65536));
     sc.chunked_prefill_size = int32_t(int_field(opts, "chunkedPrefillSize", -1, 2147483647));
@@ -501,16 +511,22 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (!on_step.IsFunction()) type_error(env, "onStep", "must be a function");
 
     auto core = std::make_shared<EngineCore>();
-    const Backend& be = cpu_backend();
     try {
+      const Backend& be = select_backend(device);
+      if (num_pages_opt == 0 && &be == &cpu_backend()) type_error(env, "numPages", "must be positive on the CPU backend");
+      core->backend = &be;
       core->config = std::make_unique<ModelConfig>(model_config_load(dir));
       core->ckpt = std::make_unique<Checkpoint>(dir);
       core->model = model_create(*core->config, *core->ckpt, be);
+      const int num_pages =
+          num_pages_opt > 0 ? num_pages_opt : kv_pages_from_memory(be, *core->config, sc.page_size, mem_fraction);
       core->kv = std::make_unique<KvCache>(be, core->config->num_layers, num_pages, sc.page_size,
                                            core->config->num_kv_heads, core->config->head_dim);
       std::vector<int32_t> eos;
       for (int64_t id : core->config->eos_token_ids) eos.push_back(int32_t(id));
       core->sched = std::make_unique<Scheduler>(*core->model, *core->kv, sc, std::move(eos));
+    } catch (const Napi::Error&) {
+      throw;
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
@@ -559,7 +575,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   Napi::Value info(const Napi::CallbackInfo& info) {
     if (core_->state == EngineCore::kClosed) throw Napi::Error::New(info.Env(), "engine is closed");
     std::lock_guard<std::mutex> lk(core_->model_mu);
-    return model_info_object(info.Env(), *core_->config, *core_->ckpt, *core_->kv, cpu_backend().name);
+    return model_info_object(info.Env(), *core_->config, *core_->ckpt, *core_->kv, core_->backend->name);
   }
 
   Napi::Value submit(const Napi::CallbackInfo& info) {

@@ -5,6 +5,7 @@
 #include "backend/backend.h"
 #include "kv/kv_cache.h"
 #include "models/model.h"
+#include "napi/backend_select.h"
 #include "napi/model_info.h"
 #include "napi/napi_util.h"
 
@@ -24,8 +25,11 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     std::string dir = prop_string(opts, "modelPath");
     int num_pages = int(prop_int(opts, "numPages", 0, true));
     int page_size = int(prop_int(opts, "pageSize", 1));
-    const Backend& be = cpu_backend();
+    std::string device = "cpu";
+    if (!opts.Get("device").IsUndefined()) device = prop_string(opts, "device");
     try {
+      const Backend& be = select_backend(device);
+      backend_ = &be;
       config_ = std::make_unique<ModelConfig>(model_config_load(dir));
       ckpt_ = std::make_unique<Checkpoint>(dir);
       model_ = model_create(*config_, *ckpt_, be);
@@ -37,6 +41,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
  private:
+  const Backend* backend_ = nullptr;
   std::unique_ptr<ModelConfig> config_;
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<Model> model_;
@@ -48,7 +53,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value info(const Napi::CallbackInfo& info) {
     check_open(info.Env());
-    return model_info_object(info.Env(), *config_, *ckpt_, *kv_, cpu_backend().name);
+    return model_info_object(info.Env(), *config_, *ckpt_, *kv_, backend_->name);
   }
 
   // forward({tokenIds, qoIndptr, kvIndptr, kvPageIndices, kvLens, logitRows}) -> Float32Array [R * V]

@@ -13,12 +13,21 @@ export const ENGINE_FLAGS: readonly FlagSpec[] = [
   { flag: '--model-path', kind: 'str', help: 'a Hugging Face model directory (default: the built-in stories260k)', apply: (o, v) => (o.modelPath = v as string) },
   { flag: '--tokenizer-path', kind: 'str', help: 'tokenizer directory (default: the model directory)', apply: (o, v) => (o.tokenizerPath = v as string) },
   { flag: '--page-size', kind: 'int', help: 'tokens per KV page (default 1)', apply: (o, v) => (o.pageSize = v as number) },
-  { flag: '--max-total-tokens', kind: 'int', help: 'KV pool capacity in tokens (default 16384 on the CPU)', apply: (o, v) => (o.maxTotalTokens = v as number) },
+  { flag: '--max-total-tokens', kind: 'int', help: 'KV pool capacity in tokens (default: 16384 on the CPU; from --mem-fraction-static on a GPU)', apply: (o, v) => (o.maxTotalTokens = v as number) },
   { flag: '--chunked-prefill-size', kind: 'int', help: 'prefill chunk size in tokens, -1 disables chunking (default 8192)', apply: (o, v) => (o.chunkedPrefillSize = v as number) },
   { flag: '--max-prefill-tokens', kind: 'int', help: 'prefill token budget per step (default 16384)', apply: (o, v) => (o.maxPrefillTokens = v as number) },
-  { flag: '--max-running-requests', kind: 'int', help: 'requests decoded together at most (default 64 on the CPU)', apply: (o, v) => (o.maxRunningRequests = v as number) },
+  { flag: '--max-running-requests', kind: 'int', help: 'requests decoded together at most (default 64 on the CPU, 256 on a GPU)', apply: (o, v) => (o.maxRunningRequests = v as number) },
   { flag: '--schedule-policy', kind: 'choice', choices: ['fcfs', 'lpm'], help: 'admission order: fcfs or lpm (longest prefix match) (default fcfs)', apply: (o, v) => (o.schedulePolicy = v as 'fcfs' | 'lpm') },
   { flag: '--disable-radix-cache', kind: 'bool', help: 'turn the radix prefix cache off', apply: (o, v) => (o.disableRadixCache = v as boolean) },
+  { flag: '--device', kind: 'choice', choices: ['auto', 'cpu', 'cuda'], help: 'backend: cuda, cpu, or auto (CUDA when a GPU is present; default)', apply: (o, v) => (o.device = v as 'auto' | 'cpu' | 'cuda') },
+  {
+    flag: '--mem-fraction-static', kind: 'str', help: 'GPU: fraction of device memory for weights + KV pool (default 0.85; the CPU ignores it)',
+    apply: (o, v) => {
+      const f = Number(v);
+      if (!(f > 0 && f < 1)) throw new Error(`--mem-fraction-static must be in (0, 1), got ${JSON.stringify(v)}`);
+      o.memFractionStatic = f;
+    },
+  },
   { flag: '--random-seed', kind: 'int', help: 'seed of requests without sampling_seed (default random)', apply: (o, v) => (o.randomSeed = v as number) },
 ];
 

@@ -30,14 +30,24 @@ export interface ServingEngineOptions {
   schedulePolicy?: 'fcfs' | 'lpm';
   /** --random-seed: seed source for requests without sampling_seed. Default: random. */
   randomSeed?: number;
+  /** --device: 'cuda' (a GPU, error without one), 'cpu', or 'auto' (default: CUDA when a GPU is present). */
+  device?: 'auto' | 'cpu' | 'cuda';
+  /**
+   * --mem-fraction-static (GPU): weights + KV pool take this fraction of device memory (default 0.85); the
+   * pool gets what the weights leave, unless --max-total-tokens fixes it.
+   */
+  memFractionStatic?: number;
   /** Called after every engine step with where its time went (benchmarks). */
   onStepTiming?: (t: StepTiming) => void;
 }
 
-export type ResolvedEngineOptions = Required<Omit<ServingEngineOptions, 'randomSeed' | 'onStepTiming' | 'tokenizerPath'>> & {
+export type ResolvedEngineOptions = Required<Omit<ServingEngineOptions, 'randomSeed' | 'onStepTiming' | 'tokenizerPath' | 'device'>> & {
   tokenizerPath: string;
   randomSeed: number | undefined;
   onStepTiming: ((t: StepTiming) => void) | undefined;
+  /** The device chosen ('auto' resolved). */
+  device: 'cpu' | 'cuda';
+  /** KV pages; 0 until the engine sizes the pool from GPU memory (then numPages / maxTotalTokens are set). */
   numPages: number;
 };
 
@@ -47,6 +57,8 @@ export const ENGINE_DEFAULTS = {
   chunkedPrefillSize: 8192,
   maxPrefillTokens: 16384,
   maxRunningRequests: 64,
+  maxRunningRequestsCuda: 256,
+  memFractionStatic: 0.85,
   disableRadixCache: false,
   schedulePolicy: 'fcfs',
 } as const;
@@ -56,13 +68,24 @@ function positiveInt(name: string, v: number): number {
   return v;
 }
 
-/** Applies the defaults and checks the values; throws RangeError naming the option. */
-export function resolveEngineOptions(opts: ServingEngineOptions = {}): ResolvedEngineOptions {
+/**
+ * Applies the defaults and checks the values; throws RangeError naming the option. `cudaAvailable` says
+ * whether a GPU backend is there ('auto' picks it; 'cuda' without it is an error).
+ */
+export function resolveEngineOptions(opts: ServingEngineOptions = {}, cudaAvailable = false): ResolvedEngineOptions {
   const modelPath = opts.modelPath ?? builtinModelDir();
+  const requested = opts.device ?? 'auto';
+  if (requested !== 'auto' && requested !== 'cpu' && requested !== 'cuda') throw new RangeError(`device must be 'auto', 'cpu' or 'cuda', got ${String(requested)}`);
+  if (requested === 'cuda' && !cudaAvailable) throw new RangeError("device 'cuda': no CUDA device (or the addon was built without CUDA)");
+  const device = requested === 'cpu' ? 'cpu' : requested === 'cuda' || cudaAvailable ? 'cuda' : 'cpu';
+  const memFractionStatic = opts.memFractionStatic ?? ENGINE_DEFAULTS.memFractionStatic;
+  if (!(memFractionStatic > 0 && memFractionStatic < 1)) throw new RangeError(`memFractionStatic must be in (0, 1), got ${memFractionStatic}`);
   const pageSize = positiveInt('pageSize', opts.pageSize ?? ENGINE_DEFAULTS.pageSize);
-  const maxTotalTokens = positiveInt('maxTotalTokens', opts.maxTotalTokens ?? ENGINE_DEFAULTS.maxTotalTokens);
+  // On the GPU without --max-total-tokens the pool is sized from memory once the weights are loaded.
+  const fromMemory = device === 'cuda' && opts.maxTotalTokens === undefined;
+  const maxTotalTokens = fromMemory ? 0 : positiveInt('maxTotalTokens', opts.maxTotalTokens ?? ENGINE_DEFAULTS.maxTotalTokens);
   const numPages = Math.floor(maxTotalTokens / pageSize);
-  if (numPages < 1) throw new RangeError(`maxTotalTokens (${maxTotalTokens}) must hold at least one page of ${pageSize} tokens`);
+  if (numPages < 1 && !fromMemory) throw new RangeError(`maxTotalTokens (${maxTotalTokens}) must hold at least one page of ${pageSize} tokens`);
   const chunkedPrefillSize = opts.chunkedPrefillSize ?? ENGINE_DEFAULTS.chunkedPrefillSize;
   if (!Number.isInteger(chunkedPrefillSize) || (chunkedPrefillSize < 1 && chunkedPrefillSize !== -1)) {
     throw new RangeError(`chunkedPrefillSize must be a positive integer or -1, got ${chunkedPrefillSize}`);
@@ -78,7 +101,12 @@ export function resolveEngineOptions(opts: ServingEngineOptions = {}): ResolvedE
     numPages,
     chunkedPrefillSize,
     maxPrefillTokens: positiveInt('maxPrefillTokens', opts.maxPrefillTokens ?? ENGINE_DEFAULTS.maxPrefillTokens),
-    maxRunningRequests: positiveInt('maxRunningRequests', opts.maxRunningRequests ?? ENGINE_DEFAULTS.maxRunningRequests),
+    maxRunningRequests: positiveInt(
+      'maxRunningRequests',
+      opts.maxRunningRequests ?? (device === 'cuda' ? ENGINE_DEFAULTS.maxRunningRequestsCuda : ENGINE_DEFAULTS.maxRunningRequests),
+    ),
+    device,
+    memFractionStatic,
     disableRadixCache: opts.disableRadixCache ?? ENGINE_DEFAULTS.disableRadixCache,
     schedulePolicy,
     randomSeed: opts.randomSeed,

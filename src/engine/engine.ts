@@ -30,6 +30,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
 import {
+  cudaAvailable,
   loadAddon,
   type ModelInfo,
   type NativeEngine,
@@ -157,9 +158,9 @@ export class ServingEngine {
 
   /** Loads the tokenizer and the model and starts the native engine thread. */
   static async create(opts: ServingEngineOptions = {}): Promise<ServingEngine> {
-    const options = resolveEngineOptions(opts);
-    const tokenizer = await TextTokenizer.load(options.tokenizerPath);
     const addon = loadAddon();
+    const options = resolveEngineOptions(opts, cudaAvailable(addon));
+    const tokenizer = await TextTokenizer.load(options.tokenizerPath);
     if (typeof addon.NativeEngine !== 'function') throw new Error('the native addon has no NativeEngine (rebuild the addon)');
     let engine: ServingEngine | undefined;
     const pending: NativeStepOutput[] = [];
@@ -172,12 +173,17 @@ export class ServingEngine {
       maxRunningRequests: options.maxRunningRequests,
       disableRadixCache: options.disableRadixCache,
       schedulePolicy: options.schedulePolicy,
+      device: options.device,
+      memFractionStatic: options.memFractionStatic,
       ...(options.randomSeed !== undefined ? { randomSeed: options.randomSeed } : {}),
       onStep: (out) => {
         if (engine) engine.onStep(out);
         else pending.push(out);
       },
     });
+    const sized = native.info();
+    options.numPages = sized.numPages; // from GPU memory when it was 0
+    options.maxTotalTokens = sized.numPages * sized.pageSize;
     engine = new ServingEngine(native, tokenizer, options);
     for (const out of pending) engine.onStep(out);
     return engine;

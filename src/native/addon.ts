@@ -52,8 +52,10 @@ export interface NativeModel {
 /** Options of the native serving engine (addon/napi/native_engine.cc). */
 export interface NativeEngineOptions {
   modelPath: string;
-  numPages: number; // KV pool size in pages (max_total_tokens / pageSize)
+  numPages: number; // KV pool size in pages (max_total_tokens / pageSize); 0: from GPU memory
   pageSize: number;
+  device?: 'auto' | 'cpu' | 'cuda'; // default 'cpu'
+  memFractionStatic?: number; // (0, 1), with numPages 0 (default 0.85)
   chunkedPrefillSize: number; // -1 = no chunking
   maxPrefillTokens: number; // prefill token budget per step
   maxRunningRequests: number;
@@ -160,7 +162,7 @@ export interface NativeEngine {
 }
 
 export interface NativeAddon {
-  NativeModel: new (opts: { modelPath: string; numPages: number; pageSize?: number }) => NativeModel;
+  NativeModel: new (opts: { modelPath: string; numPages: number; pageSize?: number; device?: 'auto' | 'cpu' | 'cuda' }) => NativeModel;
   NativeEngine: new (opts: NativeEngineOptions) => NativeEngine;
   /** memcpy of a `bytes` buffer across the CPU threads, GB/s of bytes copied (each byte counted once). */
   cpuMemcpyBandwidthGBs(bytes: number, iters?: number): number;
@@ -169,6 +171,11 @@ export interface NativeAddon {
   cudaCompiled: boolean;
   cudaDeviceCount?: () => number;
   cudaDeviceName?: () => string | null;
+}
+
+/** True when the addon has the CUDA backend and a GPU is present. */
+export function cudaAvailable(addon: NativeAddon): boolean {
+  return addon.cudaCompiled && (addon.cudaDeviceCount?.() ?? 0) > 0;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -35,7 +35,6 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
   { flag: '--grpc-target', kind: 'str', help: 'host:port of a remote engine: run the REST gateway alone in front of it', apply: none },
   { flag: '--log-level', kind: 'choice', choices: ['debug', 'info', 'warning', 'error', 'critical'], help: 'log level (default info)', apply: none },
   { flag: '--is-embedding', kind: 'bool', help: 'serve an embedding / reward / cross-encoder model', apply: none },
-  { flag: '--mem-fraction-static', kind: 'str', help: 'GPU memory fraction for weights + KV (GPU backend; ignored on the CPU)', apply: none },
   { flag: '--context-length', kind: 'int', help: "the model's context length (at most the config's)", apply: none },
   { flag: '--dtype', kind: 'choice', choices: ['auto', 'bfloat16', 'float16', 'float32', 'half', 'float'], help: 'weights dtype (auto: as stored)', apply: none },
   { flag: '--served-model-name', kind: 'str', help: 'model name in responses (default: the model path)', apply: none },
@@ -45,7 +44,6 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
   { flag: '--expert-distribution-recorder-mode', kind: 'choice', choices: ['stat', 'stat_approx', 'per_pass', 'per_token'], help: 'MoE expert counters mode', apply: none },
   { flag: '--skip-server-warmup', kind: 'bool', help: 'do not run the warm-up /generate before reporting ready', apply: none },
   { flag: '--enable-metrics', kind: 'bool', help: 'serve Prometheus metrics at /metrics', apply: none },
-  { flag: '--device', kind: 'choice', choices: ['auto', 'cpu', 'cuda'], help: 'backend device (default auto)', apply: none },
   { flag: '--help', kind: 'bool', help: 'this text', apply: none },
 ];
 
@@ -68,9 +66,7 @@ export function parseServerOptions(argv: readonly string[], env: NodeJS.ProcessE
     }
     if (preferred === null || typeof preferred !== 'object' || Array.isArray(preferred)) throw new Error('--preferred-sampling-params must be a JSON object');
   }
-  const mem = str('--mem-fraction-static');
-  const memFraction = mem === null ? null : Number(mem);
-  if (memFraction !== null && !(memFraction > 0 && memFraction < 1)) throw new Error(`--mem-fraction-static must be in (0, 1), got ${JSON.stringify(mem)}`);
+  const memFraction = v.has('--mem-fraction-static') ? Number(v.get('--mem-fraction-static')) : null;
   const port = num('--port') ?? 30000;
   for (const [f, p] of [['--port', port], ['--grpc-port', num('--grpc-port')]] as const) {
     if (p !== null && !(p >= 0 && p <= 65535)) throw new Error(`${f} must be in [0, 65535], got ${p}`);

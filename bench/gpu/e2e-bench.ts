@@ -1,0 +1,100 @@
+// End-to-end engine speed on the GPU (part of `npm run bench:gpu`): the native engine (scheduler, CUDA
+// forward, sampling) on a random-weight model of a real shape, without the HTTP front.
+//  - decode: B requests with `ctx`-token random prompts and `out` output tokens each, all submitted at once;
+//    tokens/s over the steps that only decode (every running request one token), counting each step's
+//    whole engine-loop time (schedule + forward + sample + posting), and the forward alone;
+//  - prefill: one prompt of `prefill` tokens, tokens/s of its forward (one chunk: chunked prefill set to it).
+// Prints `E2E <name> decode B <b> ctx <c> tok_s <x> forward_tok_s <y>` and `E2E <name> prefill <n> tok_s <x>`.
+//
+// Usage: node dist/bench/gpu/e2e-bench.js --model DIR --name NAME [--batches 1,8,64,256] [--ctx 1024]
+//        [--out 128] [--prefill 4096]
+import { loadAddon, type NativeEngine, type NativeStepOutput } from '../../src/native/addon.js';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
+}
+
+const modelPath = arg('model', '');
+const name = arg('name', 'model');
+const batches = arg('batches', '1,8,64,256').split(',').map(Number);
+const ctx = Number(arg('ctx', '1024'));
+const outLen = Number(arg('out', '128'));
+const prefill = Number(arg('prefill', '4096'));
+if (!modelPath) throw new Error('--model DIR is required');
+
+function randomPrompt(vocab: number, n: number, seed: number): Int32Array {
+  let s = (seed * 2654435761) >>> 0 || 1;
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    a[i] = 3 + (s % (vocab - 3));
+  }
+  return a;
+}
+
+interface Step { loopUs: number; forwardUs: number; batchSize: number; numTokens: number }
+
+class Bench {
+  engine: NativeEngine;
+  vocab: number;
+  steps: Step[] = [];
+  private prev: NativeStepOutput | null = null;
+  private waiting = new Map<number, () => void>();
+
+  constructor(maxRunning: number, chunk: number) {
+    this.engine = new (loadAddon().NativeEngine)({
+      modelPath, numPages: 0, pageSize: 16, device: 'cuda', chunkedPrefillSize: chunk, maxPrefillTokens: Math.max(chunk, 16384),
+      maxRunningRequests: maxRunning, disableRadixCache: true, schedulePolicy: 'fcfs', randomSeed: 1,
+      onStep: (o) => this.onStep(o),
+    });
+    this.vocab = this.engine.info().vocabSize;
+  }
+
+  private onStep(o: NativeStepOutput): void {
+    if (this.prev && o.prevLoopUs > 0) this.steps.push({ loopUs: o.prevLoopUs, forwardUs: this.prev.forwardUs, batchSize: this.prev.batchSize, numTokens: this.prev.numTokens });
+    this.prev = o;
+    for (let i = 0; i < o.n; i++) if (o.finish[i] !== 0) this.waiting.get(o.rid[i]!)?.();
+  }
+
+  run(rid: number, prompt: Int32Array, maxNew: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiting.set(rid, resolve);
+      this.engine.submit({
+        rid, inputIds: prompt, maxNewTokens: maxNew, minNewTokens: 0, temperature: 0, topP: 1, topK: -1, minP: 0,
+        frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1, ignoreEos: true, stopTokenIds: new Int32Array(0),
+        seed: null, returnLogprob: false, topLogprobsNum: 0, tokenIdsLogprob: null, logprobStartLen: -1,
+      });
+    });
+  }
+}
+
+async function main(): Promise<void> {
+  const maxB = Math.max(...batches);
+  const bench = new Bench(maxB, Math.max(8192, prefill));
+  const info = bench.engine.info();
+  console.log(`# ${name}: ${info.architecture} ${info.numLayers} layers on ${info.backend}, KV pool ${info.numPages * info.pageSize} tokens`);
+  let rid = 1;
+  await bench.run(rid++, randomPrompt(bench.vocab, 64, 99), 8); // warm-up
+  for (const B of batches) {
+    bench.steps = [];
+    await Promise.all(Array.from({ length: B }, (_, i) => bench.run(rid++, randomPrompt(bench.vocab, ctx, rid * 7 + i), outLen)));
+    const decode = bench.steps.filter((s) => s.batchSize === B && s.numTokens === B);
+    const tokens = decode.reduce((a, s) => a + s.batchSize, 0);
+    const loopS = decode.reduce((a, s) => a + s.loopUs, 0) / 1e6;
+    const fwdS = decode.reduce((a, s) => a + s.forwardUs, 0) / 1e6;
+    console.log(`E2E ${name} decode B ${B} ctx ${ctx} tok_s ${(tokens / loopS).toFixed(0)} forward_tok_s ${(tokens / fwdS).toFixed(0)} steps ${decode.length}`);
+  }
+  for (let rep = 0; rep < 2; rep++) {
+    bench.steps = [];
+    await bench.run(rid++, randomPrompt(bench.vocab, prefill, 1000 + rep), 1);
+    const s = bench.steps.find((x) => x.numTokens === prefill);
+    if (s && rep === 1) console.log(`E2E ${name} prefill ${prefill} tok_s ${(prefill / (s.forwardUs / 1e6)).toFixed(0)} loop_tok_s ${(prefill / (s.loopUs / 1e6)).toFixed(0)}`);
+  }
+  await bench.engine.close();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,47 @@
+#include "cuda_common.cuh"
+
+#include <mutex>
+
+namespace sgl {
+
+void cuda_fail(cudaError_t e, const char* what, const char* file, int line) {
+  throw std::runtime_error(std::string("CUDA error ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ") in " +
+                           what + " at " + file + ":" + std::to_string(line));
+}
+
+cudaStream_t sgl_stream() {
+  static cudaStream_t s = [] {
+    cudaStream_t st;
+    SGL_CUDA_CHECK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    return st;
+  }();
+  return s;
+}
+
+void* sgl_workspace(size_t bytes) {
+  static void* ptr = nullptr;
+  static size_t cap = 0;
+  if (bytes > cap) {
+    if (ptr) {
+      SGL_CUDA_CHECK(cudaStreamSynchronize(sgl_stream()));  // the old area may still be in use
+      SGL_CUDA_CHECK(cudaFree(ptr));
+      ptr = nullptr;
+    }
+    size_t want = bytes + bytes / 2;
+    SGL_CUDA_CHECK(cudaMalloc(&ptr, want));
+    cap = want;
+  }
+  return ptr;
+}
+
+int sgl_sm_count() {
+  static int n = [] {
+    int dev = 0, v = 0;
+    SGL_CUDA_CHECK(cudaGetDevice(&dev));
+    SGL_CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+    return v;
+  }();
+  return n;
+}
+
+}  // namespace sgl

@@ -1,0 +1,36 @@
+// Shared by the CUDA backend's files: error checks, the one stream every kernel and copy runs on, and a
+// growable device workspace (split-KV partials, conversion staging).
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
+namespace sgl {
+
+[[noreturn]] void cuda_fail(cudaError_t e, const char* what, const char* file, int line);
+
+// Throws std::runtime_error("CUDA error <name> (<string>) in <what> at file:line").
+#define SGL_CUDA_CHECK(expr)                                                   \
+  do {                                                                         \
+    cudaError_t sgl_err_ = (expr);                                             \
+    if (sgl_err_ != cudaSuccess) ::sgl::cuda_fail(sgl_err_, #expr, __FILE__, __LINE__); \
+  } while (0)
+
+// After a kernel launch: a bad configuration shows here, not at the next sync.
+#define SGL_CUDA_LAUNCH_CHECK() SGL_CUDA_CHECK(cudaGetLastError())
+
+// The stream of the backend (created on first use, non-blocking). All kernels, cuBLASLt calls and copies
+// of the backend go on it, in order; capture into CUDA graphs happens on it too.
+cudaStream_t sgl_stream();
+
+// A device scratch area of at least `bytes`, valid until the next call with a larger size (it grows and
+// keeps its largest size). Used inside one backend op only: ops never hold it across calls.
+void* sgl_workspace(size_t bytes);
+
+// Streaming multiprocessor count of the current device (cached).
+int sgl_sm_count();
+
+}  // namespace sgl

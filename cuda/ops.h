@@ -1,0 +1,15 @@
+// The CUDA launchers of the Backend table (addon/backend/backend.h) other than attention (attention.h).
+// Each takes the same params struct as the CPU op, with device pointers, and enqueues on sgl_stream().
+// Activations are bf16; weights are what place_weight made of them (bf16).
+#pragma once
+#include "backend/backend.h"
+
+namespace sgl {
+void embed_cuda(const EmbedParams& p);
+void matmul_cuda(const MatmulParams& p);
+void rms_norm_cuda(const RmsNormParams& p);
+void rope_cuda(const RopeParams& p);
+void kv_store_cuda(const KvStoreParams& p);
+void silu_mul_cuda(const SiluMulParams& p);
+void gather_rows_cuda(const GatherRowsParams& p);
+}  // namespace sgl

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `npm run bench:gpu`, on a machine with an NVIDIA GPU, the addon built with CUDA, and Python with torch +
+# transformers: kernel benchmarks (attention vs torch SDPA flash on the same shapes, matmul and elementwise
+# ops, device copy bandwidth), then the end-to-end engine on random-weight models of real shapes
+# (bench/gpu/make_random_model.py) beside the same forward in transformers. Prints a table last.
+#   SGL_BENCH_MODELS=/tmp/sgl-models (where the random models are written)  SGL_BENCH_SKIP_8B=1 (skip Llama-3.1-8B)
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+models=${SGL_BENCH_MODELS:-/tmp/sgl-models}
+log=$(mktemp)
+exe() { ls build/$1 build/Release/$1 2>/dev/null | head -1; }
+run() { echo "\$ $*" >&2; "$@" 2>&1 | tee -a "$log"; }
+
+[[ -n $(exe attention_bench) ]] && run "$(exe attention_bench)"
+run python3 bench/gpu/sdpa_ref.py
+[[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
+
+mk() { [[ -f $models/$1/config.json ]] || python3 bench/gpu/make_random_model.py --shape "$1" --out "$models/$1" --device cuda >&2; }
+mk qwen2.5-0.5b-instruct
+run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --out 128 --prefill 4096
+run python3 bench/gpu/hf_ref.py --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --prefill 4096
+if [[ -z ${SGL_BENCH_SKIP_8B:-} ]]; then
+  mk llama-3.1-8b
+  run node dist/bench/gpu/e2e-bench.js --model "$models/llama-3.1-8b" --name llama-3.1-8b --batches 1 --ctx 1024 --out 64 --prefill 4096
+  run python3 bench/gpu/hf_ref.py --model "$models/llama-3.1-8b" --name llama-3.1-8b --batches 1 --ctx 1024 --prefill 4096
+fi
+echo
+echo "==== summary"
+grep -E "^(ATTN|SDPA|OPS|E2E|HF) " "$log"
+rm -f "$log"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# On the GPU machine (bare: no Node, no npm): unpacks .gpu/ (scripts/gpu/pack.sh), builds the addon with the
+# CUDA backend, then runs `npm run test:gpu` and/or `npm run bench:gpu` equivalents. Logs go to $OUT.
+#   bash scripts/gpu/device-run.sh test|bench|all
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+what=${1:-all}
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+source .gpu/prelude.sh || exit 1
+tar -xJf .gpu/bundle.tar.xz
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
+t0=$(date +%s)
+if ! node node_modules/cmake-js/bin/cmake-js compile --out build > "$OUT/build.log" 2>&1; then
+  tail -60 "$OUT/build.log"; exit 1
+fi
+grep -E "warning|CUDA backend" "$OUT/build.log" | head -20
+echo "build: $(( $(date +%s) - t0 )) s"
+rc=0
+if [[ $what == test || $what == all ]]; then
+  bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
+fi
+if [[ $what == bench || $what == all ]]; then
+  bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
+fi
+exit $rc
