@@ -12,4 +12,5 @@ void rope_cuda(const RopeParams& p);
 void kv_store_cuda(const KvStoreParams& p);
 void silu_mul_cuda(const SiluMulParams& p);
 void gather_rows_cuda(const GatherRowsParams& p);
+void logits_argmax_cuda(const ArgmaxParams& p);  // cuda/logits.cu
 }  // namespace sgl

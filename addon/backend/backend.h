@@ -108,6 +108,16 @@ struct GatherRowsParams {
   int32_t R, C;
 };
 
+// Greedy rows reduced where the logits are: per f32 row, the first index of the maximum (NaN is never
+// chosen; a row of only NaN / -inf gives 0) and log_softmax at that index (NaN counted as -inf), as the
+// sampler's greedy path computes them. Saves downloading [R, V] logits when every row is plain greedy.
+struct ArgmaxParams {
+  const float* logits;  // [R, V] f32
+  int32_t* token;       // [R]
+  float* logprob;       // [R]
+  int32_t R, V;
+};
+
 struct Backend {
   const char* name;
   DType act_dtype;
@@ -133,6 +143,7 @@ struct Backend {
   void (*gather_rows)(const GatherRowsParams&);
   // logits stay in f32 whatever the activation dtype: [R, V]
   void (*to_f32)(const void* src, float* dst_host, size_t n);
+  void (*logits_argmax)(const ArgmaxParams&);
 };
 
 const Backend& cpu_backend();

@@ -50,6 +50,7 @@ const Backend& cpu_backend() {
       silu_mul_cpu,
       gather_rows_cpu,
       to_f32_cpu,
+      logits_argmax_cpu,
   };
   return b;
 }

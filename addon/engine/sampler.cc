@@ -153,6 +153,13 @@ void log_softmax_row(const float* logits, int32_t V, float* out, float temperatu
   for (int32_t i = 0; i < V; ++i) out[i] = logits[i] * inv_t - m - lz;
 }
 
+bool is_plain_greedy(const SamplingParams& p, const SamplerState& st) {
+  const bool greedy = (p.temperature >= 0.0f && p.temperature < kSamplingEps) || p.top_k == 1;
+  return greedy && p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f &&
+         p.logit_bias.empty() && !(st.num_output < p.min_new_tokens && !st.min_tokens_stop_ids.empty()) &&
+         p.top_logprobs_num == 0 && p.token_ids_logprob.empty();
+}
+
 int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerState& st, SampleOutput& out) {
   out.top_logprobs.clear();
   out.token_ids_logprobs.clear();

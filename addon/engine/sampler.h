@@ -78,6 +78,11 @@ struct SamplerState {
   std::mt19937_64 rng;
 };
 
+// True when sample_row would return the plain argmax of the raw logits, with (if return_logprob) only the
+// chosen token's log_softmax: greedy after the temperature rewrite, no penalty, bias or min-token mask in
+// effect, no top / token-id logprobs. Such rows can be reduced where the logits are (Backend::logits_argmax).
+bool is_plain_greedy(const SamplingParams& p, const SamplerState& st);
+
 struct SampleOutput {
   int32_t token = -1;
   float logprob = 0.0f;                                  // valid when return_logprob

@@ -309,8 +309,19 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   fb.kv_lens = kv_lens.data();
   fb.logit_rows = row_idx.data();
   logits_.resize(size_t(std::max(1, fb.R)) * vocab_);
+  // Plain greedy sampling rows are reduced by the backend (argmax + its logprob): no [V] row comes back.
+  argmax_only_.assign(rows.size(), 0);
+  argmax_token_.resize(rows.size());
+  argmax_logprob_.resize(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i)
+    argmax_only_[i] = rows[i].sample && is_plain_greedy(rows[i].q->r.params, rows[i].q->st);
+  LogitsOut lo;
+  lo.logits = logits_.data();
+  lo.argmax_only = argmax_only_.data();
+  lo.token = argmax_token_.data();
+  lo.logprob = argmax_logprob_.data();
   const auto t1 = clock::now();
-  model_->forward(fb, kv_, logits_.data());
+  model_->forward(fb, kv_, lo);
   const auto t2 = clock::now();
   for (auto& [q, n] : plan) q->kv_done += n;
   ++steps_;
@@ -328,7 +339,12 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
     Req& q = *rows[size_t(i)].q;
     float* row = logits_.data() + size_t(i) * size_t(vocab_);
     RowOut& o = row_out[size_t(i)];
-    if (rows[size_t(i)].sample) {
+    if (argmax_only_[size_t(i)]) {
+      o.so.token = argmax_token_[size_t(i)];
+      o.so.logprob = argmax_logprob_[size_t(i)];
+      o.so.top_logprobs.clear();
+      o.so.token_ids_logprobs.clear();
+    } else if (rows[size_t(i)].sample) {
       sample_row(row, vocab_, q.r.params, q.st, o.so);
     } else {
       thread_local std::vector<float> scratch;

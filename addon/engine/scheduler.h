@@ -150,6 +150,9 @@ class Scheduler {
   std::unordered_set<int64_t> pending_aborts_;
   int64_t total_retractions_ = 0;
   std::vector<float> logits_;
+  std::vector<uint8_t> argmax_only_;    // [R] per logits row of the step: reduced by the backend
+  std::vector<int32_t> argmax_token_;   // [R]
+  std::vector<float> argmax_logprob_;   // [R]
   StepTiming timing_;
   int64_t steps_ = 0;
   bool admission_paused_ = false;

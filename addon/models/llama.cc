@@ -23,7 +23,7 @@ class LlamaModel : public Model {
  public:
   LlamaModel(const ModelConfig& cfg, const Checkpoint& ck, const Backend& be)
       : Model(cfg), be_(be), x_(be), residual_(be), q_(be), k_(be), v_(be), attn_(be), gate_(be), up_(be),
-        rows_(be), logits_(be), meta_(be) {
+        rows_(be), logits_(be), meta_(be), red_(be) {
     try {
       load(ck);
     } catch (...) {
@@ -34,7 +34,7 @@ class LlamaModel : public Model {
 
   ~LlamaModel() override { release(); }
 
-  void forward(const ForwardBatch& b, KvCache& kv, float* logits) override;
+  void forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) override;
 
  private:
   // Finds a checkpoint tensor and places it on the backend (in place on the CPU; uploaded on CUDA).
@@ -100,10 +100,10 @@ class LlamaModel : public Model {
   std::vector<WeightRef> placed_;  // what place_weight allocated, released once each
   size_t placed_bytes_ = 0;
   float* inv_freq_ = nullptr;  // [D/2] on the device
-  DeviceBuffer x_, residual_, q_, k_, v_, attn_, gate_, up_, rows_, logits_, meta_;
+  DeviceBuffer x_, residual_, q_, k_, v_, attn_, gate_, up_, rows_, logits_, meta_, red_;
 };
 
-void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, float* logits) {
+void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) {
   const ModelConfig& c = config_;
   forward_batch_validate(b, kv.num_pages(), kv.page_size(), c.vocab_size, c.max_position_embeddings);
   const int T = b.T, C = c.hidden_size, I = c.intermediate_size, H = c.num_heads, Hkv = c.num_kv_heads,
@@ -186,7 +186,30 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, float* logits) {
   MatmulParams mp{rows, lm_head_, WeightRef{}, lg, b.R, C, c.vocab_size};
   mp.y_f32 = true;
   be_.matmul(mp);
-  be_.download(logits, lg, size_t(b.R) * c.vocab_size * sizeof(float));
+  const size_t V = size_t(c.vocab_size);
+  if (!out.argmax_only) {
+    be_.download(out.logits, lg, size_t(b.R) * V * sizeof(float));
+    return;
+  }
+  // Greedy rows: reduced where the logits are; only (token, logprob) comes back. Full rows: one download
+  // per run of consecutive full rows.
+  int32_t* tok = red_.as<int32_t>(size_t(2) * b.R);
+  float* lp = reinterpret_cast<float*>(tok + b.R);
+  be_.logits_argmax({lg, tok, lp, b.R, c.vocab_size});
+  std::vector<int32_t> host(size_t(2) * b.R);
+  be_.download(host.data(), tok, host.size() * sizeof(int32_t));
+  std::memcpy(out.token, host.data(), size_t(b.R) * sizeof(int32_t));
+  std::memcpy(out.logprob, host.data() + b.R, size_t(b.R) * sizeof(float));
+  for (int32_t r = 0; r < b.R;) {
+    if (out.argmax_only[r]) {
+      ++r;
+      continue;
+    }
+    int32_t e = r;
+    while (e < b.R && !out.argmax_only[e]) ++e;
+    be_.download(out.logits + size_t(r) * V, lg + size_t(r) * V, size_t(e - r) * V * sizeof(float));
+    r = e;
+  }
 }
 
 }  // namespace

@@ -12,13 +12,23 @@
 
 namespace sgl {
 
+// Where a step's logits go (host memory). Rows with argmax_only[r] set are reduced on the backend to
+// (token[r], logprob[r]) (Backend::logits_argmax) and their logits are NOT written; the others are written
+// to logits[r * V ..] in full. argmax_only null: every row in full.
+struct LogitsOut {
+  float* logits = nullptr;                // [R, V]
+  const uint8_t* argmax_only = nullptr;   // [R] or null
+  int32_t* token = nullptr;               // [R] (read where argmax_only[r])
+  float* logprob = nullptr;               // [R]
+};
+
 class Model {
  public:
   virtual ~Model() = default;
   const ModelConfig& config() const { return config_; }
-  // Runs one step: stores this step's K/V into `kv` and writes the next-token logits of the batch's
-  // logit rows to `logits` (host memory, [R, V] float32).
-  virtual void forward(const ForwardBatch& batch, KvCache& kv, float* logits) = 0;
+  // Runs one step: stores this step's K/V into `kv` and delivers the next-token logits of the batch's
+  // logit rows as `out` asks.
+  virtual void forward(const ForwardBatch& batch, KvCache& kv, const LogitsOut& out) = 0;
 
  protected:
   explicit Model(ModelConfig config) : config_(std::move(config)) {}

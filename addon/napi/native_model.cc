@@ -79,7 +79,9 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     b.logit_rows = rows.Data();
     Napi::Float32Array out = Napi::Float32Array::New(env, size_t(b.R) * config_->vocab_size);
     try {
-      model_->forward(b, *kv_, out.Data());
+      LogitsOut lo;
+      lo.logits = out.Data();
+      model_->forward(b, *kv_, lo);
     } catch (const std::invalid_argument& e) {
       throw Napi::RangeError::New(env, e.what());
     } catch (const std::exception& e) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/ops.h"
 #include "engine/sampler.h"
 
 using namespace sgl;
@@ -497,6 +498,52 @@ void test_logprobs() {
   }
 }
 
+// Backend::logits_argmax (CPU) gives exactly what sample_row gives for plain greedy rows, NaN / -inf / ties
+// included; is_plain_greedy says which rows qualify.
+void test_logits_argmax() {
+  const int V = 1000;
+  std::vector<std::vector<float>> rows;
+  for (uint32_t s = 0; s < 5; ++s) rows.push_back(rand_logits(V, 100 + s));
+  rows[1][17] = std::numeric_limits<float>::quiet_NaN();
+  rows[2][5] = rows[2][600] = 50.0f;  // tie: the first index wins
+  rows[3].assign(V, -std::numeric_limits<float>::infinity());
+  rows[4][0] = std::numeric_limits<float>::quiet_NaN();
+  rows[4][999] = 40.0f;
+  std::vector<float> flat;
+  for (auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  std::vector<int32_t> tok(rows.size());
+  std::vector<float> lp(rows.size());
+  logits_argmax_cpu({flat.data(), tok.data(), lp.data(), int32_t(rows.size()), V});
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.return_logprob = true;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    SamplerState st = make_state(p);
+    check(is_plain_greedy(p, st), "greedy + logprob is plain greedy");
+    SampleOutput o;
+    std::vector<float> row = rows[i];
+    sample_row(row.data(), V, p, st, o);
+    check(tok[i] == o.token && lp[i] == o.logprob,
+          "logits_argmax row " + std::to_string(i) + " equals sample_row (" + std::to_string(tok[i]) + " vs " +
+              std::to_string(o.token) + ", " + std::to_string(lp[i]) + " vs " + std::to_string(o.logprob) + ")");
+  }
+  check(tok[2] == 5, "tie broken by the lower index");
+  SamplingParams q = p;
+  q.top_logprobs_num = 2;
+  check(!is_plain_greedy(q, make_state(q)), "top logprobs need the full row");
+  q = p;
+  q.frequency_penalty = 0.5f;
+  check(!is_plain_greedy(q, make_state(q)), "penalties need the full row");
+  q = p;
+  q.temperature = 0.7f;
+  check(!is_plain_greedy(q, make_state(q)), "sampled rows need the full row");
+  q.top_k = 1;
+  check(is_plain_greedy(q, make_state(q)), "top_k 1 is greedy");
+  q = p;
+  q.min_new_tokens = 3;
+  check(!is_plain_greedy(q, make_state(q, {}, {2})), "min_new_tokens masking needs the full row");
+}
+
 }  // namespace
 
 int main() {
@@ -505,6 +552,7 @@ int main() {
   test_seeds_and_distribution();
   test_min_new_tokens();
   test_logprobs();
+  test_logits_argmax();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }
