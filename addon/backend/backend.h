@@ -144,6 +144,12 @@ struct Backend {
   // logits stay in f32 whatever the activation dtype: [R, V]
   void (*to_f32)(const void* src, float* dst_host, size_t n);
   void (*logits_argmax)(const ArgmaxParams&);
+  // CUDA graphs (null where the backend has none): every op enqueued between graph_begin and graph_end is
+  // captured into an executable graph instead of running; graph_launch replays it; graph_free releases it.
+  void (*graph_begin)();
+  void* (*graph_end)();
+  void (*graph_launch)(void* exec);
+  void (*graph_free)(void* exec);
 };
 
 const Backend& cpu_backend();

@@ -51,6 +51,10 @@ const Backend& cpu_backend() {
       gather_rows_cpu,
       to_f32_cpu,
       logits_argmax_cpu,
+      nullptr,  // graph_begin: no graphs on the CPU
+      nullptr,
+      nullptr,
+      nullptr,
   };
   return b;
 }

@@ -10,7 +10,8 @@ KvCache::KvCache(const Backend& backend, int num_layers, int num_pages, int page
     : backend_(backend), num_pages_(num_pages), page_size_(page_size), num_kv_heads_(num_kv_heads), head_dim_(head_dim) {
   if (num_pages <= 0) throw std::invalid_argument("numPages must be positive, got " + std::to_string(num_pages));
   if (page_size <= 0) throw std::invalid_argument("pageSize must be positive, got " + std::to_string(page_size));
-  size_t per_layer = size_t(num_pages) * page_size * num_kv_heads * head_dim * dtype_size(backend.act_dtype);
+  size_t per_layer = size_t(num_pages + 1) * page_size  // + the scratch page
+                      * num_kv_heads * head_dim * dtype_size(backend.act_dtype);
   for (int l = 0; l < num_layers; l++) {
     void* k = backend.alloc(per_layer);
     void* v = backend.alloc(per_layer);

@@ -18,6 +18,8 @@ class KvCache {
   void* k(int layer) const { return k_[layer]; }  // [num_pages, P, Hkv, D]
   void* v(int layer) const { return v_[layer]; }  // [num_pages, P, Hkv, D]
   int num_pages() const { return num_pages_; }
+  // One page past the pool (never handed out): padding sequences of a CUDA-graph step write their K/V there.
+  int scratch_page() const { return num_pages_; }
   int page_size() const { return page_size_; }
   int num_layers() const { return int(k_.size()); }
   size_t bytes() const;

@@ -21,9 +21,8 @@ struct LayerWeights {
 
 class LlamaModel : public Model {
  public:
-  LlamaModel(const ModelConfig& cfg, const Checkpoint& ck, const Backend& be)
-      : Model(cfg), be_(be), x_(be), residual_(be), q_(be), k_(be), v_(be), attn_(be), gate_(be), up_(be),
-        rows_(be), logits_(be), meta_(be), red_(be) {
+  LlamaModel(const ModelConfig& cfg, const Checkpoint& ck, const Backend& be, const ModelRunOptions& opts)
+      : Model(cfg), be_(be), opts_(opts), eager_(be), graph_scratch_(be) {
     try {
       load(ck);
     } catch (...) {
@@ -37,6 +36,20 @@ class LlamaModel : public Model {
   void forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) override;
 
  private:
+  struct DevMeta;
+  // Activations and step buffers of one execution path (eager, or the CUDA-graph path whose buffers never
+  // move once a graph has captured their addresses).
+  struct Scratch {
+    explicit Scratch(const Backend& be)
+        : x(be), res(be), q(be), k(be), v(be), attn(be), gate(be), up(be), rows(be), logits(be), red(be), meta(be) {}
+    DeviceBuffer x, res, q, k, v, attn, gate, up, rows, logits, red, meta;
+  };
+  void size_scratch(Scratch& s, int T, int R);
+  void run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, int R, int max_q_len, int max_kv_len, bool reduce);
+  void run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<int32_t>& positions,
+                 const std::vector<int32_t>& slots, bool reduce, const float*& lg, const int32_t*& red);
+  void deliver(const float* lg, const int32_t* red, int R, const LogitsOut& out);
+
   // Finds a checkpoint tensor and places it on the backend (in place on the CPU; uploaded on CUDA).
   WeightRef place(const WeightRef& host, const std::vector<int64_t>& shape) {
     if (!host.data) return host;
@@ -49,6 +62,8 @@ class LlamaModel : public Model {
   }
 
   void release() {
+    for (void*& g : graph_)
+      if (g) be_.graph_free(g), g = nullptr;
     for (const WeightRef& w : placed_) be_.release_weight(w);
     placed_.clear();
     if (inv_freq_) be_.free(inv_freq_);
@@ -100,18 +115,31 @@ class LlamaModel : public Model {
   std::vector<WeightRef> placed_;  // what place_weight allocated, released once each
   size_t placed_bytes_ = 0;
   float* inv_freq_ = nullptr;  // [D/2] on the device
-  DeviceBuffer x_, residual_, q_, k_, v_, attn_, gate_, up_, rows_, logits_, meta_, red_;
+  ModelRunOptions opts_;
+  Scratch eager_, graph_scratch_;
+  std::vector<void*> graph_;       // [G + 1] captured decode graph per padded batch size
+  std::vector<bool> graph_warm_;   // [G + 1] that size has run once eagerly
+  int red_stride_ = 0;             // rows of the reduced-output layout when it is not R (graph padding)
+  std::vector<int32_t> host_pos_, host_slots_, host_meta_, host_pages_, host_red_;
+};
+
+// The step's metadata on the device: ids | positions | slots | qo_indptr | kv_indptr | kv_lens | logit_rows
+// | pages. Eager steps pack it tightly; graph steps use fixed offsets for up to G sequences so that a
+// captured graph reads the same addresses every replay.
+struct LlamaModel::DevMeta {
+  const int32_t *ids, *pos, *slots, *qo, *kvp, *kvlen, *rows, *pages;
 };
 
 void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) {
   const ModelConfig& c = config_;
   forward_batch_validate(b, kv.num_pages(), kv.page_size(), c.vocab_size, c.max_position_embeddings);
-  const int T = b.T, C = c.hidden_size, I = c.intermediate_size, H = c.num_heads, Hkv = c.num_kv_heads,
-            D = c.head_dim, P = kv.page_size();
-  const size_t es = dtype_size(be_.act_dtype);
+  const int T = b.T, P = kv.page_size();
 
   // Host-side step metadata: each token's position and KV slot, derived from the page tables.
-  std::vector<int32_t> positions(T), slots(T);
+  std::vector<int32_t>& positions = host_pos_;
+  std::vector<int32_t>& slots = host_slots_;
+  positions.resize(size_t(T));
+  slots.resize(size_t(T));
   int32_t max_q_len = 0, max_kv_len = 0;
   for (int s = 0; s < b.B; s++) {
     int q0 = b.qo_indptr[s], q_len = b.qo_indptr[s + 1] - q0, start = b.kv_lens[s] - q_len;
@@ -124,36 +152,73 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
       slots[q0 + i] = pages[pos / P] * P + pos % P;
     }
   }
-  int n_pages = b.kv_indptr[b.B];
-  // One metadata upload: ids | positions | slots | qo_indptr | kv_indptr | kv_lens | logit_rows | pages
-  size_t meta_len = size_t(3 * T + 2 * (b.B + 1) + b.B + b.R + n_pages);
-  std::vector<int32_t> host_meta;
-  host_meta.reserve(meta_len);
-  auto append = [&](const int32_t* p, int n) { host_meta.insert(host_meta.end(), p, p + n); };
-  append(b.token_ids, T);
-  append(positions.data(), T);
-  append(slots.data(), T);
-  append(b.qo_indptr, b.B + 1);
-  append(b.kv_indptr, b.B + 1);
-  append(b.kv_lens, b.B);
-  append(b.logit_rows, b.R);
-  append(b.kv_page_indices, n_pages);
-  int32_t* meta = meta_.as<int32_t>(meta_len);
-  be_.upload(meta, host_meta.data(), meta_len * sizeof(int32_t));
-  const int32_t *d_ids = meta, *d_pos = d_ids + T, *d_slots = d_pos + T, *d_qo = d_slots + T,
-                *d_kvp = d_qo + b.B + 1, *d_kvlen = d_kvp + b.B + 1, *d_rows = d_kvlen + b.B,
-                *d_pages = d_rows + b.R;
+  if (b.R == 0 && b.T == 0) return;
 
-  void* x = x_.ensure(size_t(T) * C * es);
-  void* res = residual_.ensure(size_t(T) * C * es);
-  void* q = q_.ensure(size_t(T) * H * D * es);
-  void* k = k_.ensure(size_t(T) * Hkv * D * es);
-  void* v = v_.ensure(size_t(T) * Hkv * D * es);
-  void* attn = attn_.ensure(size_t(T) * H * D * es);
-  void* gate = gate_.ensure(size_t(T) * I * es);
-  void* up = up_.ensure(size_t(T) * I * es);
+  // Decode steps (one token per sequence, every token's logits wanted, in order) replay a CUDA graph.
+  bool decode = be_.graph_launch != nullptr && !opts_.disable_graphs && max_q_len == 1 && b.T == b.B &&
+                b.R == b.B && b.B <= opts_.graph_max_bs;
+  for (int i = 0; decode && i < b.R; ++i) decode = b.logit_rows[i] == i;
+  const float* lg = nullptr;
+  const int32_t* red = nullptr;
+  if (decode) {
+    run_graph(b, kv, positions, slots, out.argmax_only != nullptr, lg, red);
+  } else {
+    const int n_pages = b.kv_indptr[b.B];
+    const size_t meta_len = size_t(3 * T + 2 * (b.B + 1) + b.B + b.R + n_pages);
+    std::vector<int32_t>& host_meta = host_meta_;
+    host_meta.clear();
+    auto append = [&](const int32_t* p, int n) { host_meta.insert(host_meta.end(), p, p + n); };
+    append(b.token_ids, T);
+    append(positions.data(), T);
+    append(slots.data(), T);
+    append(b.qo_indptr, b.B + 1);
+    append(b.kv_indptr, b.B + 1);
+    append(b.kv_lens, b.B);
+    append(b.logit_rows, b.R);
+    append(b.kv_page_indices, n_pages);
+    int32_t* meta = eager_.meta.as<int32_t>(meta_len);
+    be_.upload(meta, host_meta.data(), meta_len * sizeof(int32_t));
+    DevMeta d{meta, meta + T, meta + 2 * T, meta + 3 * T, meta + 3 * T + b.B + 1, meta + 3 * T + 2 * (b.B + 1),
+              meta + 3 * T + 2 * (b.B + 1) + b.B, meta + 3 * T + 2 * (b.B + 1) + b.B + b.R};
+    size_scratch(eager_, T, b.R);
+    run(d, eager_, kv, b.B, T, b.R, max_q_len, max_kv_len, out.argmax_only != nullptr);
+    lg = eager_.logits.as<float>(size_t(b.R) * c.vocab_size);
+    red = eager_.red.as<int32_t>(size_t(2) * b.R);
+  }
+  if (b.R == 0) return;
+  deliver(lg, red, b.R, out);
+}
 
-  be_.embed({d_ids, embed_, x, T, C});
+// Sizes every scratch buffer for T tokens and R logits rows (they only grow).
+void LlamaModel::size_scratch(Scratch& s, int T, int R) {
+  const ModelConfig& c = config_;
+  const size_t es = dtype_size(be_.act_dtype);
+  const size_t t = size_t(std::max(T, 1)), r = size_t(std::max(R, 1));
+  s.x.ensure(t * c.hidden_size * es);
+  s.res.ensure(t * c.hidden_size * es);
+  s.q.ensure(t * c.num_heads * c.head_dim * es);
+  s.k.ensure(t * c.num_kv_heads * c.head_dim * es);
+  s.v.ensure(t * c.num_kv_heads * c.head_dim * es);
+  s.attn.ensure(t * c.num_heads * c.head_dim * es);
+  s.gate.ensure(t * c.intermediate_size * es);
+  s.up.ensure(t * c.intermediate_size * es);
+  s.rows.ensure(r * c.hidden_size * es);
+  s.logits.ensure(r * c.vocab_size * sizeof(float));
+  s.red.ensure(r * 2 * sizeof(int32_t));
+}
+
+// Enqueues the whole forward on the backend: layers, final norm, logits rows (f32) and, when `reduce`, their
+// argmax (Backend::logits_argmax) into s.red = token[R] | logprob[R]. No host synchronisation: a graph can
+// capture it.
+void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, int R, int max_q_len, int max_kv_len,
+                     bool reduce) {
+  const ModelConfig& c = config_;
+  const int C = c.hidden_size, I = c.intermediate_size, H = c.num_heads, Hkv = c.num_kv_heads, D = c.head_dim,
+            P = kv.page_size();
+  const size_t es = dtype_size(be_.act_dtype);
+  void *x = s.x.ensure(0), *res = s.res.ensure(0), *q = s.q.ensure(0), *k = s.k.ensure(0), *v = s.v.ensure(0),
+       *attn = s.attn.ensure(0), *gate = s.gate.ensure(0), *up = s.up.ensure(0);
+  be_.embed({d.ids, embed_, x, T, C});
   be_.memset_zero(res, size_t(T) * C * es);
   const float scale = 1.0f / std::sqrt(float(D));
   for (int l = 0; l < c.num_layers; l++) {
@@ -163,9 +228,9 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
     be_.matmul({x, w.q, w.q_bias, q, T, C, H * D});
     be_.matmul({x, w.k, w.k_bias, k, T, C, Hkv * D});
     be_.matmul({x, w.v, w.v_bias, v, T, C, Hkv * D});
-    be_.rope({q, k, d_pos, inv_freq_, T, H, Hkv, D});
-    be_.kv_store({k, v, kv.k(l), kv.v(l), d_slots, T, Hkv, D});
-    AttentionParams ap{q, kv.k(l), kv.v(l), attn, d_qo, d_kvp, d_pages, d_kvlen, b.B, T, H, Hkv, D, P, scale, true};
+    be_.rope({q, k, d.pos, inv_freq_, T, H, Hkv, D});
+    be_.kv_store({k, v, kv.k(l), kv.v(l), d.slots, T, Hkv, D});
+    AttentionParams ap{q, kv.k(l), kv.v(l), attn, d.qo, d.kvp, d.pages, d.kvlen, B, T, H, Hkv, D, P, scale, true};
     ap.max_q_len = max_q_len;
     ap.max_kv_len = max_kv_len;
     be_.attention(ap);
@@ -177,36 +242,107 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
     be_.matmul({gate, w.down, w.down_bias, x, T, I, C});
   }
   be_.rms_norm({x, res, x, final_norm_, T, C, float(c.rms_norm_eps)});
-  if (b.R == 0) return;
-  void* rows = rows_.ensure(size_t(b.R) * C * es);
-  be_.gather_rows({x, d_rows, rows, b.R, C});
+  if (R == 0) return;
+  void* rows = s.rows.ensure(0);
+  be_.gather_rows({x, d.rows, rows, R, C});
   // The logits come out of the lm_head matmul in f32 on every backend (bf16 logits would cost ~1e-2 in
-  // logprobs), then one download.
-  float* lg = logits_.as<float>(size_t(b.R) * c.vocab_size);
-  MatmulParams mp{rows, lm_head_, WeightRef{}, lg, b.R, C, c.vocab_size};
+  // logprobs).
+  float* lg = static_cast<float*>(s.logits.ensure(0));
+  MatmulParams mp{rows, lm_head_, WeightRef{}, lg, R, C, c.vocab_size};
   mp.y_f32 = true;
   be_.matmul(mp);
-  const size_t V = size_t(c.vocab_size);
+  if (reduce) {
+    int32_t* tok = static_cast<int32_t*>(s.red.ensure(0));
+    be_.logits_argmax({lg, tok, reinterpret_cast<float*>(tok + R), R, c.vocab_size});
+  }
+}
+
+// A decode step through a CUDA graph captured for the padded batch size: the metadata goes to fixed offsets
+// of a buffer sized for G = graph_max_bs sequences; padding sequences decode one token into the KV cache's
+// scratch page. The first step of a size runs eagerly (it also sizes the kernels' caches), the second
+// captures, later ones replay.
+void LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<int32_t>& positions,
+                           const std::vector<int32_t>& slots, bool reduce, const float*& lg, const int32_t*& red) {
+  const ModelConfig& c = config_;
+  const int G = opts_.graph_max_bs, P = kv.page_size();
+  int bs = 1;
+  while (bs < b.B) bs = bs < 8 ? bs * 2 : bs + 16 - bs % 16;
+  bs = std::min(bs, G);
+  const int64_t cap_tokens = std::min<int64_t>(int64_t(c.max_position_embeddings), int64_t(kv.num_pages()) * P);
+  const int max_pages_seq = int((cap_tokens + P - 1) / P);
+  const size_t head = size_t(7) * G + 2, meta_cap = head + size_t(G) * max_pages_seq;
+  if (graph_.empty()) {
+    graph_.assign(size_t(G) + 1, nullptr);
+    graph_warm_.assign(size_t(G) + 1, false);
+    size_scratch(graph_scratch_, G, G);
+    graph_scratch_.meta.ensure(meta_cap * sizeof(int32_t));
+  }
+  std::vector<int32_t>& h = host_meta_;
+  h.assign(head, 0);
+  int32_t *ids = h.data(), *pos = ids + G, *sl = pos + G, *qo = sl + G, *kvp = qo + G + 1, *kvlen = kvp + G + 1,
+          *rows = kvlen + G;
+  std::vector<int32_t>& pages = host_pages_;
+  pages.clear();
+  kvp[0] = 0;
+  for (int i = 0; i < bs; ++i) {
+    const bool real = i < b.B;
+    ids[i] = real ? b.token_ids[i] : 0;
+    pos[i] = real ? positions[i] : 0;
+    sl[i] = real ? slots[i] : kv.scratch_page() * P;
+    qo[i] = i;
+    kvlen[i] = real ? b.kv_lens[i] : 1;
+    rows[i] = i;
+    if (real)
+      pages.insert(pages.end(), b.kv_page_indices + b.kv_indptr[i], b.kv_page_indices + b.kv_indptr[i + 1]);
+    else
+      pages.push_back(kv.scratch_page());
+    kvp[i + 1] = int32_t(pages.size());
+  }
+  qo[bs] = bs;
+  int32_t* d = static_cast<int32_t*>(graph_scratch_.meta.ensure(0));
+  be_.upload(d, h.data(), head * sizeof(int32_t));
+  be_.upload(d + head, pages.data(), pages.size() * sizeof(int32_t));
+  DevMeta dm{d, d + G, d + 2 * G, d + 3 * G, d + 4 * G + 1, d + 5 * G + 2, d + 6 * G + 2, d + head};
+  // The attention grid is sized for the longest possible context, so one graph serves every step.
+  const int max_kv = int(cap_tokens);
+  if (!graph_warm_[bs]) {
+    run(dm, graph_scratch_, kv, bs, bs, bs, 1, max_kv, true);
+    graph_warm_[bs] = true;
+  } else {
+    if (!graph_[bs]) {
+      be_.graph_begin();
+      run(dm, graph_scratch_, kv, bs, bs, bs, 1, max_kv, true);
+      graph_[bs] = be_.graph_end();
+    }
+    be_.graph_launch(graph_[bs]);
+  }
+  (void)reduce;  // graphs always reduce: the argmax costs little beside the lm_head
+  lg = static_cast<const float*>(graph_scratch_.logits.ensure(0));
+  red = static_cast<const int32_t*>(graph_scratch_.red.ensure(0));
+  // s.red holds token[bs] | logprob[bs]: deliver() reads R = b.B rows of a bs-row layout.
+  red_stride_ = bs;
+}
+
+// Downloads what `out` asks: (token, logprob) of the reduced rows, the full rows of the rest.
+void LlamaModel::deliver(const float* lg, const int32_t* red, int R, const LogitsOut& out) {
+  const size_t V = size_t(config_.vocab_size);
+  const int stride = red_stride_ > 0 ? red_stride_ : R;
+  red_stride_ = 0;
   if (!out.argmax_only) {
-    be_.download(out.logits, lg, size_t(b.R) * V * sizeof(float));
+    be_.download(out.logits, lg, size_t(R) * V * sizeof(float));
     return;
   }
-  // Greedy rows: reduced where the logits are; only (token, logprob) comes back. Full rows: one download
-  // per run of consecutive full rows.
-  int32_t* tok = red_.as<int32_t>(size_t(2) * b.R);
-  float* lp = reinterpret_cast<float*>(tok + b.R);
-  be_.logits_argmax({lg, tok, lp, b.R, c.vocab_size});
-  std::vector<int32_t> host(size_t(2) * b.R);
-  be_.download(host.data(), tok, host.size() * sizeof(int32_t));
-  std::memcpy(out.token, host.data(), size_t(b.R) * sizeof(int32_t));
-  std::memcpy(out.logprob, host.data() + b.R, size_t(b.R) * sizeof(float));
-  for (int32_t r = 0; r < b.R;) {
+  host_red_.resize(size_t(2) * stride);
+  be_.download(host_red_.data(), red, host_red_.size() * sizeof(int32_t));
+  std::memcpy(out.token, host_red_.data(), size_t(R) * sizeof(int32_t));
+  std::memcpy(out.logprob, host_red_.data() + stride, size_t(R) * sizeof(float));
+  for (int32_t r = 0; r < R;) {  // one download per run of consecutive full rows
     if (out.argmax_only[r]) {
       ++r;
       continue;
     }
     int32_t e = r;
-    while (e < b.R && !out.argmax_only[e]) ++e;
+    while (e < R && !out.argmax_only[e]) ++e;
     be_.download(out.logits + size_t(r) * V, lg + size_t(r) * V, size_t(e - r) * V * sizeof(float));
     r = e;
   }
@@ -214,9 +350,10 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
 
 }  // namespace
 
-std::unique_ptr<Model> model_create(const ModelConfig& config, const Checkpoint& ckpt, const Backend& backend) {
+std::unique_ptr<Model> model_create(const ModelConfig& config, const Checkpoint& ckpt, const Backend& backend,
+                                    const ModelRunOptions& opts) {
   if (config.architecture == "LlamaForCausalLM" || config.architecture == "Qwen2ForCausalLM")
-    return std::make_unique<LlamaModel>(config, ckpt, backend);
+    return std::make_unique<LlamaModel>(config, ckpt, backend, opts);
   throw std::runtime_error("unknown architecture \"" + config.architecture + "\"");
 }
 

@@ -35,8 +35,15 @@ class Model {
   ModelConfig config_;
 };
 
+// How a model runs its steps on a backend with CUDA graphs (Backend::graph_launch non-null).
+struct ModelRunOptions {
+  int graph_max_bs = 256;       // --cuda-graph-max-bs: decode batches up to this size replay graphs
+  bool disable_graphs = false;  // --disable-cuda-graph
+};
+
 // Picks the implementation from config.architecture. The checkpoint must outlive the model (weights may
 // point into its memory map on the CPU backend).
-std::unique_ptr<Model> model_create(const ModelConfig& config, const Checkpoint& ckpt, const Backend& backend);
+std::unique_ptr<Model> model_create(const ModelConfig& config, const Checkpoint& ckpt, const Backend& backend,
+                                    const ModelRunOptions& opts = {});
 
 }  // namespace sgl

@@ -1,5 +1,6 @@
 #include "napi/backend_select.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #if defined(SGL_WITH_CUDA)
@@ -27,13 +28,13 @@ int kv_pages_from_memory(const Backend& be, const ModelConfig& cfg, int page_siz
   const double used = double(total_b - free_b);  // weights and everything else already resident
   const double budget = double(total_b) * fraction - used;
   const double page_bytes = 2.0 * cfg.num_layers * page_size * cfg.num_kv_heads * cfg.head_dim * dtype_size(be.act_dtype);
-  if (budget < page_bytes) {
+  if (budget < 2.0 * page_bytes) {
     throw std::runtime_error("mem_fraction_static " + std::to_string(fraction) + " of " + std::to_string(total_b >> 20) +
                              " MiB leaves no room for the KV cache after " + std::to_string(size_t(used) >> 20) +
                              " MiB in use (weights); raise --mem-fraction-static");
   }
-  const double pages = budget / page_bytes;
-  return pages > 2.0e9 ? 2000000000 : int(pages);
+  const double pages = budget / page_bytes - 1.0;  // the KV cache adds one scratch page
+  return pages > 2.0e9 ? 2000000000 : std::max(1, int(pages));
 #else
   (void)be, (void)cfg, (void)page_size, (void)fraction;
   throw std::runtime_error("sizing the KV pool from device memory needs the CUDA backend");

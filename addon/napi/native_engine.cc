@@ -229,6 +229,7 @@ struct EngineCore {
   // finalizer (JS thread) has joined it and frees it.
   std::unique_ptr<ModelConfig> config;
   const Backend* backend = nullptr;  // chosen at construction (device option), used for reloads too
+  ModelRunOptions run_opts;
   std::unique_ptr<Checkpoint> ckpt;
   std::unique_ptr<Model> model;
   std::unique_ptr<KvCache> kv;
@@ -307,7 +308,7 @@ bool EngineCore::update_weights(const std::string& dir, std::string& error) {
       throw std::runtime_error(dir + ": a different architecture or shape (" + b.architecture + ") than the served " +
                                a.architecture + "; weights can only be updated with the same one");
     auto ck = std::make_unique<Checkpoint>(dir);
-    auto m = model_create(b, *ck, *backend);
+    auto m = model_create(b, *ck, *backend, run_opts);
     std::vector<int32_t> eos;
     for (int64_t id : b.eos_token_ids) eos.push_back(int32_t(id));
     sched->replace_model(*m, std::move(eos));
@@ -476,6 +477,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     const int num_pages_opt = int(int_field(opts, "numPages", 0, 2147483647));
     std::string device = "cpu";
     if (!absent(opts.Get("device"))) device = prop_string(opts, "device");
+    ModelRunOptions run_opts;
+    if (!absent(opts.Get("cudaGraphMaxBs"))) run_opts.graph_max_bs = int(int_field(opts, "cudaGraphMaxBs", 1, 4096));
+    if (!absent(opts.Get("disableCudaGraph"))) run_opts.disable_graphs = bool_field(opts, "disableCudaGraph");
     double mem_fraction = 0.85;
     if (!absent(opts.Get("memFractionStatic"))) {
       mem_fraction = number_field(opts, "memFractionStatic");
@@ -517,7 +521,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       core->backend = &be;
       core->config = std::make_unique<ModelConfig>(model_config_load(dir));
       core->ckpt = std::make_unique<Checkpoint>(dir);
-      core->model = model_create(*core->config, *core->ckpt, be);
+      core->run_opts = run_opts;
+      core->model = model_create(*core->config, *core->ckpt, be, run_opts);
       const int num_pages =
           num_pages_opt > 0 ? num_pages_opt : kv_pages_from_memory(be, *core->config, sc.page_size, mem_fraction);
       core->kv = std::make_unique<KvCache>(be, core->config->num_layers, num_pages, sc.page_size,

@@ -28,6 +28,8 @@ export const ENGINE_FLAGS: readonly FlagSpec[] = [
       o.memFractionStatic = f;
     },
   },
+  { flag: '--cuda-graph-max-bs', kind: 'int', help: 'GPU: decode batches up to this size replay CUDA graphs (default 256)', apply: (o, v) => (o.cudaGraphMaxBs = v as number) },
+  { flag: '--disable-cuda-graph', kind: 'bool', help: 'GPU: run every step eagerly (no CUDA graphs)', apply: (o, v) => (o.disableCudaGraph = v as boolean) },
   { flag: '--random-seed', kind: 'int', help: 'seed of requests without sampling_seed (default random)', apply: (o, v) => (o.randomSeed = v as number) },
 ];
 

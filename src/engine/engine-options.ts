@@ -37,6 +37,10 @@ export interface ServingEngineOptions {
    * pool gets what the weights leave, unless --max-total-tokens fixes it.
    */
   memFractionStatic?: number;
+  /** --cuda-graph-max-bs (GPU): decode batches up to this size replay captured CUDA graphs (default 256). */
+  cudaGraphMaxBs?: number;
+  /** --disable-cuda-graph (GPU): run every step eagerly. */
+  disableCudaGraph?: boolean;
   /** Called after every engine step with where its time went (benchmarks). */
   onStepTiming?: (t: StepTiming) => void;
 }
@@ -59,6 +63,7 @@ export const ENGINE_DEFAULTS = {
   maxRunningRequests: 64,
   maxRunningRequestsCuda: 256,
   memFractionStatic: 0.85,
+  cudaGraphMaxBs: 256,
   disableRadixCache: false,
   schedulePolicy: 'fcfs',
 } as const;
@@ -107,6 +112,8 @@ export function resolveEngineOptions(opts: ServingEngineOptions = {}, cudaAvaila
     ),
     device,
     memFractionStatic,
+    cudaGraphMaxBs: positiveInt('cudaGraphMaxBs', opts.cudaGraphMaxBs ?? ENGINE_DEFAULTS.cudaGraphMaxBs),
+    disableCudaGraph: opts.disableCudaGraph ?? false,
     disableRadixCache: opts.disableRadixCache ?? ENGINE_DEFAULTS.disableRadixCache,
     schedulePolicy,
     randomSeed: opts.randomSeed,

@@ -175,6 +175,8 @@ export class ServingEngine {
       schedulePolicy: options.schedulePolicy,
       device: options.device,
       memFractionStatic: options.memFractionStatic,
+      cudaGraphMaxBs: options.cudaGraphMaxBs,
+      disableCudaGraph: options.disableCudaGraph,
       ...(options.randomSeed !== undefined ? { randomSeed: options.randomSeed } : {}),
       onStep: (out) => {
         if (engine) engine.onStep(out);

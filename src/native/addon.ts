@@ -56,6 +56,8 @@ export interface NativeEngineOptions {
   pageSize: number;
   device?: 'auto' | 'cpu' | 'cuda'; // default 'cpu'
   memFractionStatic?: number; // (0, 1), with numPages 0 (default 0.85)
+  cudaGraphMaxBs?: number; // decode batches up to this size replay CUDA graphs (default 256)
+  disableCudaGraph?: boolean;
   chunkedPrefillSize: number; // -1 = no chunking
   maxPrefillTokens: number; // prefill token budget per step
   maxRunningRequests: number;
