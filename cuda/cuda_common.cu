@@ -1,5 +1,6 @@
 #include "cuda_common.cuh"
 
+#include <algorithm>
 #include <mutex>
 
 namespace sgl {
@@ -22,12 +23,19 @@ void* sgl_workspace(size_t bytes) {
   static void* ptr = nullptr;
   static size_t cap = 0;
   if (bytes > cap) {
+    // A captured CUDA graph holds the workspace's address: it must not move once graphs exist. The first
+    // allocation is generous (split-KV partials need a few MiB at most) and growth during a capture is an
+    // error rather than a dangling pointer.
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    SGL_CUDA_CHECK(cudaStreamIsCapturing(sgl_stream(), &cs));
+    if (cs != cudaStreamCaptureStatusNone)
+      throw std::runtime_error("sgl_workspace: " + std::to_string(bytes) + " bytes needed while capturing a CUDA graph");
     if (ptr) {
       SGL_CUDA_CHECK(cudaStreamSynchronize(sgl_stream()));  // the old area may still be in use
       SGL_CUDA_CHECK(cudaFree(ptr));
       ptr = nullptr;
     }
-    size_t want = bytes + bytes / 2;
+    size_t want = std::max(bytes + bytes / 2, size_t(64) << 20);
     SGL_CUDA_CHECK(cudaMalloc(&ptr, want));
     cap = want;
   }

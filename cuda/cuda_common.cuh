@@ -26,8 +26,9 @@ namespace sgl {
 // of the backend go on it, in order; capture into CUDA graphs happens on it too.
 cudaStream_t sgl_stream();
 
-// A device scratch area of at least `bytes`, valid until the next call with a larger size (it grows and
-// keeps its largest size). Used inside one backend op only: ops never hold it across calls.
+// A device scratch area of at least `bytes` (at least 64 MiB once first used), valid until the next call with
+// a larger size (it grows and keeps its largest size; growing while a CUDA graph is captured throws).
+// Used inside one backend op only: ops never hold it across calls.
 void* sgl_workspace(size_t bytes);
 
 // Streaming multiprocessor count of the current device (cached).

@@ -1,0 +1,259 @@
+// Timings of the CUDA backend's matmul and memory-bound ops (cudaEvents on sgl_stream(): warm-up, then the
+// median of 25 samples, each sample a burst of back-to-back calls sized to ~200 us).
+//
+//   matmul: TFLOP/s and effective GB/s (W + x + y bytes) for the Qwen2.5-0.5B projections (C = 896, 14 query
+//           heads / 2 KV heads of 64: QKV N = 1152, O, gate/up N = 4864, down K = 4864, lm_head N = 151936
+//           with f32 logits) at T in {1, 8, 64, 256, 4096} (lm_head up to 256: it only sees the logit rows),
+//           plus an 8192^3 GEMM as the tensor-core ceiling. Weights rotate through enough copies (>= 256 MiB)
+//           that every call streams them from HBM, as the model's layers do.
+//   rms_norm (+residual, out = x as the model calls it, and plain), silu_mul: GB/s of the bytes they must
+//           move, "cold" (buffers rotate through >= 256 MiB) and "hot" (one set of buffers, L2-resident).
+//   copy:   device-to-device cudaMemcpyAsync, GB/s counting read + write.
+//
+// Prints a table, then one line per row: "OPS <op> key=value ...". No CUDA device: prints a line, exits 0.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "cuda_common.cuh"
+
+using namespace sgl;
+
+namespace {
+
+const Backend* CU = nullptr;
+std::vector<std::string> g_ops_lines;
+
+constexpr size_t kRotateBytes = size_t(256) << 20;  // > 5x the H100's 50 MB L2
+constexpr int kSamples = 25;
+
+// Median microseconds per call of fn(i) (i counts calls, for rotating buffers).
+double time_us(const std::function<void(int64_t)>& fn) {
+  cudaStream_t st = sgl_stream();
+  cudaEvent_t a, b;
+  SGL_CUDA_CHECK(cudaEventCreate(&a));
+  SGL_CUDA_CHECK(cudaEventCreate(&b));
+  int64_t call = 0;
+  for (int i = 0; i < 3; i++) fn(call++);
+  SGL_CUDA_CHECK(cudaStreamSynchronize(st));
+  // Probe one call to size the bursts.
+  SGL_CUDA_CHECK(cudaEventRecord(a, st));
+  fn(call++);
+  SGL_CUDA_CHECK(cudaEventRecord(b, st));
+  SGL_CUDA_CHECK(cudaEventSynchronize(b));
+  float ms = 0.0f;
+  SGL_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+  const double probe_us = std::max(1e-3, double(ms) * 1e3);
+  const int burst = int(std::min(200.0, std::max(1.0, std::ceil(200.0 / probe_us))));
+  std::vector<double> samples;
+  for (int s = 0; s < kSamples; s++) {
+    SGL_CUDA_CHECK(cudaEventRecord(a, st));
+    for (int j = 0; j < burst; j++) fn(call++);
+    SGL_CUDA_CHECK(cudaEventRecord(b, st));
+    SGL_CUDA_CHECK(cudaEventSynchronize(b));
+    SGL_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    samples.push_back(double(ms) * 1e3 / burst);
+  }
+  SGL_CUDA_CHECK(cudaEventDestroy(a));
+  SGL_CUDA_CHECK(cudaEventDestroy(b));
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+void* dev_alloc(size_t bytes) {
+  void* p = CU->alloc(bytes);
+  if (!p) throw std::runtime_error("device alloc of " + std::to_string(bytes) + " bytes failed");
+  return p;
+}
+
+// n bf16 values uniform in [-scale, scale) (a cheap LCG: the values only need to be ordinary numbers).
+void fill_bf16(void* dst, size_t n, float scale, uint32_t seed) {
+  std::vector<uint16_t> h(n);
+  uint32_t s = seed * 2654435761u + 1;
+  for (size_t i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    float f = (float(s >> 8) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * scale;
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    h[i] = uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+  CU->upload(dst, h.data(), n * 2);
+  CU->sync();
+}
+
+// Copies of one buffer so that `copies * bytes` >= kRotateBytes (at least 1, at most max_copies).
+int copies_for(size_t bytes, int max_copies) {
+  size_t c = (kRotateBytes + bytes - 1) / bytes;
+  return int(std::max<size_t>(1, std::min<size_t>(c, size_t(max_copies))));
+}
+
+void print_header() {
+  std::printf("%-10s %-9s %6s %6s %7s %5s %5s %11s %9s %9s\n", "op", "shape", "T", "K/C/I", "N", "out", "L2", "us",
+              "TFLOP/s", "GB/s");
+}
+
+// ---- matmul -----------------------------------------------------------------------------------------------
+
+void bench_matmul(const char* name, int T, int K, int N, bool y_f32) {
+  const size_t wbytes = size_t(N) * K * 2;
+  const int copies = copies_for(wbytes, 256);
+  std::vector<void*> ws(static_cast<size_t>(copies));
+  ws[0] = dev_alloc(wbytes);
+  fill_bf16(ws[0], size_t(N) * K, 1.0f / std::sqrt(float(K)), 1);
+  for (int i = 1; i < copies; i++) {
+    ws[size_t(i)] = dev_alloc(wbytes);
+    SGL_CUDA_CHECK(cudaMemcpyAsync(ws[size_t(i)], ws[0], wbytes, cudaMemcpyDeviceToDevice, sgl_stream()));
+  }
+  void* x = dev_alloc(size_t(T) * K * 2);
+  fill_bf16(x, size_t(T) * K, 1.0f, 2);
+  const size_t ybytes = size_t(T) * N * (y_f32 ? 4 : 2);
+  void* y = dev_alloc(ybytes);
+  double us = time_us([&](int64_t i) {
+    MatmulParams p{x, WeightRef{ws[size_t(i % copies)], DType::BF16}, WeightRef{}, y, T, K, N};
+    p.y_f32 = y_f32;
+    CU->matmul(p);
+  });
+  const double flops = 2.0 * T * double(K) * N;
+  const double tflops = flops / (us * 1e-6) / 1e12;
+  const double gbps = double(wbytes + size_t(T) * K * 2 + ybytes) / (us * 1e-6) / 1e9;
+  const char* out = y_f32 ? "f32" : "bf16";
+  std::printf("%-10s %-9s %6d %6d %7d %5s %5s %11.2f %9.2f %9.1f\n", "matmul", name, T, K, N, out,
+              copies > 1 ? "cold" : "-", us, tflops, gbps);
+  std::fflush(stdout);
+  char line[256];
+  std::snprintf(line, sizeof line, "OPS matmul name=%s T=%d K=%d N=%d out=%s us=%.3f tflops=%.3f gbps=%.1f", name, T,
+                K, N, out, us, tflops, gbps);
+  g_ops_lines.push_back(line);
+  for (void* w : ws) CU->free(w);
+  CU->free(x);
+  CU->free(y);
+}
+
+// ---- rms_norm, silu_mul -------------------------------------------------------------------------------------
+
+void report_mem(const char* op, const char* shape, int T, int C, bool cold, double us, double bytes) {
+  const double gbps = bytes / (us * 1e-6) / 1e9;
+  std::printf("%-10s %-9s %6d %6d %7s %5s %5s %11.2f %9s %9.1f\n", op, shape, T, C, "-", "bf16", cold ? "cold" : "hot",
+              us, "-", gbps);
+  std::fflush(stdout);
+  char line[256];
+  std::snprintf(line, sizeof line, "OPS %s variant=%s T=%d C=%d l2=%s us=%.3f gbps=%.1f", op, shape, T, C,
+                cold ? "cold" : "hot", us, gbps);
+  g_ops_lines.push_back(line);
+}
+
+void bench_rms_norm(int T, int C, bool residual, bool cold) {
+  const size_t act = size_t(T) * C * 2;
+  const int copies = cold ? copies_for(2 * act, 1024) : 1;
+  std::vector<void*> xs, rs;
+  for (int i = 0; i < copies; i++) {
+    xs.push_back(dev_alloc(act));
+    rs.push_back(dev_alloc(act));
+    fill_bf16(xs.back(), size_t(T) * C, 1.0f, 3 + uint32_t(i));
+    CU->memset_zero(rs.back(), act);
+  }
+  void* w = dev_alloc(size_t(C) * 2);
+  fill_bf16(w, size_t(C), 1.0f, 9);
+  double us = time_us([&](int64_t i) {
+    const size_t k = size_t(i % copies);
+    CU->rms_norm({xs[k], residual ? rs[k] : nullptr, xs[k], WeightRef{w, DType::BF16}, T, C, 1e-6f});
+  });
+  // Moved bytes: x read, out written (+ residual read and written), and the weight row.
+  const double bytes = double(act) * (residual ? 4 : 2) + double(C) * 2;
+  report_mem("rms_norm", residual ? "+res,out=x" : "out=x", T, C, cold, us, bytes);
+  for (int i = 0; i < copies; i++) {
+    CU->free(xs[size_t(i)]);
+    CU->free(rs[size_t(i)]);
+  }
+  CU->free(w);
+}
+
+void bench_silu_mul(int T, int I, bool cold) {
+  const size_t act = size_t(T) * I * 2;
+  const int copies = cold ? copies_for(2 * act, 1024) : 1;
+  std::vector<void*> gs, us_;
+  for (int i = 0; i < copies; i++) {
+    gs.push_back(dev_alloc(act));
+    us_.push_back(dev_alloc(act));
+    fill_bf16(gs.back(), size_t(T) * I, 4.0f, 11 + uint32_t(i));
+    fill_bf16(us_.back(), size_t(T) * I, 1.0f, 5000 + uint32_t(i));
+  }
+  double us = time_us([&](int64_t i) {
+    const size_t k = size_t(i % copies);
+    CU->silu_mul({gs[k], us_[k], gs[k], T, I});
+  });
+  report_mem("silu_mul", "out=gate", T, I, cold, us, 3.0 * double(act));
+  for (int i = 0; i < copies; i++) {
+    CU->free(gs[size_t(i)]);
+    CU->free(us_[size_t(i)]);
+  }
+}
+
+void bench_copy(size_t bytes) {
+  void* a = dev_alloc(bytes);
+  void* b = dev_alloc(bytes);
+  CU->memset_zero(a, bytes);
+  double us = time_us([&](int64_t) {
+    SGL_CUDA_CHECK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, sgl_stream()));
+  });
+  const double gbps = 2.0 * double(bytes) / (us * 1e-6) / 1e9;
+  std::printf("%-10s %-9s %6s %6s %7s %5s %5s %11.2f %9s %9.1f   (%zu MiB, read + write)\n", "copy", "d2d", "-", "-",
+              "-", "-", bytes >= kRotateBytes ? "cold" : "hot", us, "-", gbps, bytes >> 20);
+  char line[256];
+  std::snprintf(line, sizeof line, "OPS copy bytes=%zu us=%.3f gbps=%.1f", bytes, us, gbps);
+  g_ops_lines.push_back(line);
+  CU->free(a);
+  CU->free(b);
+}
+
+}  // namespace
+
+int main() {
+  CU = cuda_backend();
+  if (!CU) {
+    std::printf("no CUDA device: skipped\n");
+    return 0;
+  }
+  cudaDeviceProp prop;
+  SGL_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("device: %s (sm_%d%d, %d SMs, %zu MiB)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+              prop.totalGlobalMem >> 20);
+#if defined(SGL_WITH_CUBLAS)
+  std::printf("matmul: cuBLASLt\n");
+#else
+  std::printf("matmul: fallback CUDA-core kernel (built without cuBLAS)\n");
+#endif
+  print_header();
+  try {
+    const int C = 896, I = 4864, QKV = 896 + 2 * 128, V = 151936;
+    const int Ts[] = {1, 8, 64, 256, 4096};
+    for (int T : Ts) {
+      bench_matmul("qkv", T, C, QKV, false);
+      bench_matmul("o", T, C, C, false);
+      bench_matmul("gate_up", T, C, I, false);
+      bench_matmul("down", T, I, C, false);
+      if (T <= 256) bench_matmul("lm_head", T, C, V, true);
+    }
+    bench_matmul("gemm8192", 8192, 8192, 8192, false);
+    for (int cold = 1; cold >= 0; cold--) {
+      bench_rms_norm(256, C, true, cold != 0);
+      bench_rms_norm(256, C, false, cold != 0);
+      bench_silu_mul(256, I, cold != 0);
+    }
+    bench_copy(size_t(1) << 30);
+    bench_copy(size_t(4) << 20);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ops_bench: %s\n", e.what());
+    return 1;
+  }
+  std::printf("\n");
+  for (const std::string& l : g_ops_lines) std::printf("%s\n", l.c_str());
+  return 0;
+}

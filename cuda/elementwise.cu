@@ -1,0 +1,292 @@
+// The memory-bound ops of the CUDA backend: embed, rms_norm (with the fused residual add), rope, kv_store,
+// silu_mul and gather_rows. bf16 in and out, f32 arithmetic. Each kernel takes 16-byte vectors (8 bf16)
+// where the row length and the pointers allow it, and falls back to narrower accesses otherwise, so any
+// size works (C = 37, D = 10, odd I, ...). Semantics follow the CPU reference (addon/cpu/).
+#include <cstdint>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
+
+#include "cuda_common.cuh"
+#include "ops.h"
+
+namespace sgl {
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+// V consecutive bf16 moved as one access (V = 8: one 16-byte load/store).
+template <int V>
+struct alignas(2 * V) BVec {
+  bf16 v[V];
+};
+
+__device__ __forceinline__ float to_f(bf16 h) { return __bfloat162float(h); }
+__device__ __forceinline__ bf16 to_bf(float f) { return __float2bfloat16_rn(f); }
+
+bool aligned_to(const void* p, size_t bytes) { return (reinterpret_cast<uintptr_t>(p) % bytes) == 0; }
+
+// The widest vector (8, 2 or 1 elements) that divides `elems` and that every pointer is aligned to.
+int vec_width(int64_t elems, std::initializer_list<const void*> ptrs) {
+  for (int v : {8, 2}) {
+    if (elems % v) continue;
+    bool ok = true;
+    for (const void* p : ptrs) ok = ok && (p == nullptr || aligned_to(p, size_t(v) * 2));
+    if (ok) return v;
+  }
+  return 1;
+}
+
+// A multiple of 32 (whole warps), between 32 and cap, covering `work` items if possible.
+int block_for(int64_t work, int cap) {
+  int64_t t = (work + 31) / 32 * 32;
+  if (t < 32) t = 32;
+  if (t > cap) t = cap;
+  return int(t);
+}
+
+void require_bf16(const WeightRef& w, const char* op) {
+  if (w.dtype != DType::BF16)
+    throw std::runtime_error(std::string(op) + ": CUDA expects a bf16 weight (from place_weight), got " +
+                             dtype_name(w.dtype));
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+__device__ float block_sum(float v) {
+  __shared__ float warp_sums[32];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  const int nwarps = blockDim.x >> 5;
+  v = lane < nwarps ? warp_sums[lane] : 0.0f;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// ---- rms_norm: one block per row ----------------------------------------------------------------------
+// Pass 1 folds the residual in (residual = bf16(x + residual), the rounded value is what gets normalised,
+// as in SGLang / transformers with bf16 activations) and sums squares; pass 2 scales and writes out. A
+// thread touches the same elements in both passes, so out may alias x.
+template <int V>
+__global__ void rms_norm_kernel(const bf16* x, bf16* residual, bf16* out, const bf16* w, int C, float eps) {
+  using Vec = BVec<V>;
+  const int64_t row = blockIdx.x;
+  const int nvec = C / V;
+  const Vec* xr = reinterpret_cast<const Vec*>(x + row * C);
+  Vec* rr = residual ? reinterpret_cast<Vec*>(residual + row * C) : nullptr;
+  Vec* orow = reinterpret_cast<Vec*>(out + row * C);
+  const Vec* wr = reinterpret_cast<const Vec*>(w);
+
+  float ss = 0.0f;
+  for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
+    Vec a = xr[i];
+    if (rr) {
+      Vec r = rr[i];
+#pragma unroll
+      for (int j = 0; j < V; j++) a.v[j] = to_bf(to_f(a.v[j]) + to_f(r.v[j]));
+      rr[i] = a;
+    }
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      float f = to_f(a.v[j]);
+      ss += f * f;
+    }
+  }
+  ss = block_sum(ss);
+  const float inv = rsqrtf(ss / float(C) + eps);
+  for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
+    Vec a = rr ? rr[i] : xr[i];
+    Vec g = wr[i];
+    Vec o;
+#pragma unroll
+    for (int j = 0; j < V; j++) o.v[j] = to_bf((to_f(a.v[j]) * inv) * to_f(g.v[j]));
+    orow[i] = o;
+  }
+}
+
+// ---- rope: one block per token ------------------------------------------------------------------------
+// cos/sin of pos * inv_freq[i] (the f32 product, as HF rounds it) are computed once per token in double
+// precision (--use_fast_math would turn sincosf into the low-accuracy __sincosf, which is off by far more
+// than bf16 at positions ~1e5), then every (head, pair) of q and k rotates. V = pairs per thread.
+template <int V>
+__global__ void rope_kernel(bf16* q, bf16* k, const int32_t* positions, const float* inv_freq, int H, int Hkv,
+                            int D) {
+  extern __shared__ float cs[];  // [half] cos, then [half] sin
+  const int half = D / 2;
+  const int64_t t = blockIdx.x;
+  const float pos = float(positions[t]);
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float a = pos * inv_freq[i];
+    double s, c;
+    sincos(double(a), &s, &c);
+    cs[i] = float(c);
+    cs[half + i] = float(s);
+  }
+  __syncthreads();
+  using Vec = BVec<V>;
+  const int groups = half / V;  // vectors per half head
+  const int total = (H + Hkv) * groups;
+  for (int idx = threadIdx.x; idx < total; idx += blockDim.x) {
+    const int h = idx / groups, i = (idx - h * groups) * V;
+    bf16* base = h < H ? q + (t * H + h) * D : k + (t * Hkv + (h - H)) * D;
+    Vec* p1 = reinterpret_cast<Vec*>(base + i);
+    Vec* p2 = reinterpret_cast<Vec*>(base + i + half);
+    Vec a = *p1, b = *p2;
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      const float c = cs[i + j], s = cs[half + i + j];
+      const float x1 = to_f(a.v[j]), x2 = to_f(b.v[j]);
+      a.v[j] = to_bf(x1 * c - x2 * s);
+      b.v[j] = to_bf(x2 * c + x1 * s);
+    }
+    *p1 = a;
+    *p2 = b;
+  }
+}
+
+// ---- row copies with an index: embed, gather_rows, kv_store ----------------------------------------------
+// dst[dst_idx[r]] = src[src_idx[r]] for rows of `row` elements (a null index is the identity); a negative
+// index skips the row (kv_store's padding tokens). blockIdx.y picks one of two jobs (kv_store's K and V).
+struct CopyJob {
+  const bf16* src;
+  bf16* dst;
+  const int32_t* src_idx;
+  const int32_t* dst_idx;
+};
+
+// Flat over (row, vector) pairs, grid-stride: rows of any length (kv_store's 128 elements, embed's 4096)
+// keep every thread busy.
+template <int V>
+__global__ void copy_rows_kernel(CopyJob j0, CopyJob j1, int64_t rows, int64_t row) {
+  const CopyJob j = blockIdx.y == 0 ? j0 : j1;
+  using Vec = BVec<V>;
+  const int64_t nvec = row / V, total = rows * nvec;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; item < total; item += stride) {
+    const int64_t r = item / nvec, i = item - r * nvec;
+    const int64_t s = j.src_idx ? int64_t(j.src_idx[r]) : r;
+    const int64_t d = j.dst_idx ? int64_t(j.dst_idx[r]) : r;
+    if (s < 0 || d < 0) continue;
+    reinterpret_cast<Vec*>(j.dst + d * row)[i] = reinterpret_cast<const Vec*>(j.src + s * row)[i];
+  }
+}
+
+void copy_rows(CopyJob j0, const CopyJob* j1, int64_t rows, int64_t row) {
+  if (rows <= 0 || row <= 0) return;
+  CopyJob second = j1 ? *j1 : j0;
+  const int v = vec_width(row, {j0.src, j0.dst, second.src, second.dst});
+  const int threads = 256;
+  int64_t blocks = (rows * (row / v) + threads - 1) / threads;
+  const int64_t cap = int64_t(sgl_sm_count()) * 16;
+  if (blocks > cap) blocks = cap;
+  dim3 grid(unsigned(blocks), j1 ? 2u : 1u);
+  cudaStream_t st = sgl_stream();
+  switch (v) {
+    case 8: copy_rows_kernel<8><<<grid, threads, 0, st>>>(j0, second, rows, row); break;
+    case 2: copy_rows_kernel<2><<<grid, threads, 0, st>>>(j0, second, rows, row); break;
+    default: copy_rows_kernel<1><<<grid, threads, 0, st>>>(j0, second, rows, row); break;
+  }
+  SGL_CUDA_LAUNCH_CHECK();
+}
+
+// ---- silu_mul: flat over the contiguous [T, I] tensors ----------------------------------------------------
+__device__ __forceinline__ float silu_mul1(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
+
+template <int V>
+__global__ void silu_mul_kernel(const bf16* gate, const bf16* up, bf16* out, int64_t n) {
+  using Vec = BVec<V>;
+  const int64_t nvec = n / V;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const Vec* g = reinterpret_cast<const Vec*>(gate);
+  const Vec* u = reinterpret_cast<const Vec*>(up);
+  Vec* o = reinterpret_cast<Vec*>(out);
+  for (int64_t i = tid; i < nvec; i += stride) {
+    Vec a = g[i], b = u[i], c;
+#pragma unroll
+    for (int j = 0; j < V; j++) c.v[j] = to_bf(silu_mul1(to_f(a.v[j]), to_f(b.v[j])));
+    o[i] = c;
+  }
+  // The tail past the last whole vector (fewer than V elements).
+  const int64_t i = nvec * V + tid;
+  if (i < n) out[i] = to_bf(silu_mul1(to_f(gate[i]), to_f(up[i])));
+}
+
+}  // namespace
+
+void embed_cuda(const EmbedParams& p) {
+  require_bf16(p.table, "embed");
+  copy_rows({static_cast<const bf16*>(p.table.data), static_cast<bf16*>(p.out), p.ids, nullptr}, nullptr, p.T, p.C);
+}
+
+void gather_rows_cuda(const GatherRowsParams& p) {
+  copy_rows({static_cast<const bf16*>(p.src), static_cast<bf16*>(p.dst), p.rows, nullptr}, nullptr, p.R, p.C);
+}
+
+void kv_store_cuda(const KvStoreParams& p) {
+  const CopyJob k{static_cast<const bf16*>(p.k), static_cast<bf16*>(p.k_cache), nullptr, p.slots};
+  const CopyJob v{static_cast<const bf16*>(p.v), static_cast<bf16*>(p.v_cache), nullptr, p.slots};
+  copy_rows(k, &v, p.T, int64_t(p.Hkv) * p.D);
+}
+
+void rms_norm_cuda(const RmsNormParams& p) {
+  require_bf16(p.w, "rms_norm");
+  if (p.T <= 0 || p.C <= 0) return;
+  const bf16* x = static_cast<const bf16*>(p.x);
+  bf16* res = static_cast<bf16*>(p.residual);
+  bf16* out = static_cast<bf16*>(p.out);
+  const bf16* w = static_cast<const bf16*>(p.w.data);
+  const int v = vec_width(p.C, {x, res, out, w});
+  const int threads = block_for(p.C / v, 1024);
+  cudaStream_t st = sgl_stream();
+  switch (v) {
+    case 8: rms_norm_kernel<8><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
+    case 2: rms_norm_kernel<2><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
+    default: rms_norm_kernel<1><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
+  }
+  SGL_CUDA_LAUNCH_CHECK();
+}
+
+void rope_cuda(const RopeParams& p) {
+  const int half = p.D / 2;
+  if (p.T <= 0 || half <= 0 || p.H + p.Hkv <= 0) return;
+  bf16* q = static_cast<bf16*>(p.q);
+  bf16* k = static_cast<bf16*>(p.k);
+  // Two pairs per thread (4-byte accesses) when the half head is even and the tensors 4-byte aligned.
+  const bool two = half % 2 == 0 && p.D % 2 == 0 && aligned_to(q, 4) && aligned_to(k, 4);
+  const int v = two ? 2 : 1;
+  const int threads = block_for(int64_t(p.H + p.Hkv) * (half / v), 256);
+  const size_t smem = size_t(2 * half) * sizeof(float);
+  cudaStream_t st = sgl_stream();
+  if (two)
+    rope_kernel<2><<<p.T, threads, smem, st>>>(q, k, p.positions, p.inv_freq, p.H, p.Hkv, p.D);
+  else
+    rope_kernel<1><<<p.T, threads, smem, st>>>(q, k, p.positions, p.inv_freq, p.H, p.Hkv, p.D);
+  SGL_CUDA_LAUNCH_CHECK();
+}
+
+void silu_mul_cuda(const SiluMulParams& p) {
+  const int64_t n = int64_t(p.T) * p.I;
+  if (n <= 0) return;
+  const bf16* g = static_cast<const bf16*>(p.gate);
+  const bf16* u = static_cast<const bf16*>(p.up);
+  bf16* o = static_cast<bf16*>(p.out);
+  // The tensors are contiguous: vectors run across row ends, only the flat tail is scalar.
+  const bool v8 = aligned_to(g, 16) && aligned_to(u, 16) && aligned_to(o, 16);
+  const int v = v8 ? 8 : 1;
+  const int threads = 256;
+  int64_t blocks = (n / v + threads - 1) / threads;
+  const int64_t cap = int64_t(sgl_sm_count()) * 16;
+  if (blocks > cap) blocks = cap;
+  if (blocks < 1) blocks = 1;
+  cudaStream_t st = sgl_stream();
+  if (v8)
+    silu_mul_kernel<8><<<unsigned(blocks), threads, 0, st>>>(g, u, o, n);
+  else
+    silu_mul_kernel<1><<<unsigned(blocks), threads, 0, st>>>(g, u, o, n);
+  SGL_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace sgl

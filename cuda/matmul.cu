@@ -1,0 +1,255 @@
+// y[T, N] = x[T, K] · W[N, K]ᵀ (+ bias[N]) on the GPU: bf16 x and W, f32 accumulation, bf16 y (or f32 y for
+// the logits). cuBLASLt where the build has it (SGL_WITH_CUBLAS), a plain tiled CUDA-core kernel otherwise
+// (and for any shape cuBLASLt's heuristic has no algorithm for).
+//
+// Row-major onto cuBLASLt's column-major: a row-major [R, C] matrix with row stride C is, read column-major,
+// the [C, R] matrix with leading dimension C, i.e. its transpose. So row-major y[T, N] is column-major yᵀ
+// (N x T, ld N), x[T, K] is xᵀ (K x T, ld K) and W[N, K] is Wᵀ (K x N, ld K). We compute
+//     yᵀ (N x T) = W (N x K) · xᵀ (K x T)
+// with A = the stored Wᵀ (K x N, ld K) under op T, B = the stored xᵀ (K x T, ld K) under op N,
+// C = D = yᵀ (N x T, ld N); m = N, n = T, k = K. The bias runs along D's rows (m = N), which is what
+// CUBLASLT_EPILOGUE_BIAS broadcasts over the columns (tokens).
+//
+// The bias vector must have D's type (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE defaults to Dtype, and for bf16
+// inputs the only exceptions are FP8/IMMA kernels). A bf16 y takes the placed bf16 bias in the epilogue;
+// an f32 y (logits) would need an f32 bias, so there the bias is added by a small kernel after the GEMM.
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "cuda_common.cuh"
+#include "ops.h"
+
+#if defined(SGL_WITH_CUBLAS)
+#include <cublasLt.h>
+#endif
+
+namespace sgl {
+
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+// ---- fallback: 16x16 output tiles through shared memory, CUDA cores --------------------------------------
+constexpr int kTile = 16;
+
+template <bool OutF32>
+__global__ void matmul_tiled_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
+                                    const bf16* __restrict__ bias, void* __restrict__ y, int T, int K, int N) {
+  __shared__ float xs[kTile][kTile + 1];  // [token][k]
+  __shared__ float ws[kTile][kTile + 1];  // [output feature][k]
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int t0 = blockIdx.y * kTile, n0 = blockIdx.x * kTile;
+  float acc = 0.0f;
+  for (int k0 = 0; k0 < K; k0 += kTile) {
+    const int kk = k0 + tx;
+    xs[ty][tx] = (t0 + ty < T && kk < K) ? __bfloat162float(x[int64_t(t0 + ty) * K + kk]) : 0.0f;
+    ws[ty][tx] = (n0 + ty < N && kk < K) ? __bfloat162float(w[int64_t(n0 + ty) * K + kk]) : 0.0f;
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < kTile; j++) acc += xs[ty][j] * ws[tx][j];
+    __syncthreads();
+  }
+  const int t = t0 + ty, n = n0 + tx;
+  if (t < T && n < N) {
+    if (bias) acc += __bfloat162float(bias[n]);
+    if (OutF32)
+      static_cast<float*>(y)[int64_t(t) * N + n] = acc;
+    else
+      static_cast<bf16*>(y)[int64_t(t) * N + n] = __float2bfloat16_rn(acc);
+  }
+}
+
+void matmul_fallback(const MatmulParams& p) {
+  const bf16* x = static_cast<const bf16*>(p.x);
+  const bf16* w = static_cast<const bf16*>(p.w.data);
+  const bf16* b = static_cast<const bf16*>(p.bias.data);
+  dim3 grid(unsigned((p.N + kTile - 1) / kTile), unsigned((p.T + kTile - 1) / kTile));
+  dim3 block(kTile, kTile);
+  if (p.y_f32)
+    matmul_tiled_kernel<true><<<grid, block, 0, sgl_stream()>>>(x, w, b, p.y, p.T, p.K, p.N);
+  else
+    matmul_tiled_kernel<false><<<grid, block, 0, sgl_stream()>>>(x, w, b, p.y, p.T, p.K, p.N);
+  SGL_CUDA_LAUNCH_CHECK();
+}
+
+#if defined(SGL_WITH_CUBLAS)
+
+// y[t, n] += bias[n] for an f32 y (the bias cuBLASLt's epilogue would want is f32 there), or for a bf16 y
+// whose bias pointer is too loosely aligned for the epilogue.
+template <bool OutF32>
+__global__ void bias_add_kernel(void* y, const bf16* __restrict__ bias, int64_t total, int N) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const float b = __bfloat162float(bias[i % N]);
+    if (OutF32) {
+      static_cast<float*>(y)[i] += b;
+    } else {
+      bf16* p = static_cast<bf16*>(y) + i;
+      *p = __float2bfloat16_rn(__bfloat162float(*p) + b);
+    }
+  }
+}
+
+void bias_add(const MatmulParams& p) {
+  const int64_t total = int64_t(p.T) * p.N;
+  const int threads = 256;
+  int64_t blocks = (total + threads - 1) / threads;
+  const int64_t cap = int64_t(sgl_sm_count()) * 16;
+  if (blocks > cap) blocks = cap;
+  const bf16* b = static_cast<const bf16*>(p.bias.data);
+  if (p.y_f32)
+    bias_add_kernel<true><<<unsigned(blocks), threads, 0, sgl_stream()>>>(p.y, b, total, p.N);
+  else
+    bias_add_kernel<false><<<unsigned(blocks), threads, 0, sgl_stream()>>>(p.y, b, total, p.N);
+  SGL_CUDA_LAUNCH_CHECK();
+}
+
+[[noreturn]] void cublas_fail(cublasStatus_t s, const char* what, const char* file, int line) {
+  throw std::runtime_error(std::string("cuBLASLt error ") + std::to_string(int(s)) + " (" +
+                           cublasLtGetStatusString(s) + ") in " + what + " at " + file + ":" + std::to_string(line));
+}
+
+#define SGL_CUBLAS_CHECK(expr)                                                          \
+  do {                                                                                  \
+    cublasStatus_t sgl_st_ = (expr);                                                    \
+    if (sgl_st_ != CUBLAS_STATUS_SUCCESS) cublas_fail(sgl_st_, #expr, __FILE__, __LINE__); \
+  } while (0)
+
+constexpr size_t kLtWorkspace = size_t(32) << 20;
+
+// Largest power of two (<= 256) the address is a multiple of: cuBLASLt's heuristic assumes 256-byte
+// aligned buffers unless told otherwise, so the plan is keyed by the alignment it was chosen for.
+uint32_t alignment_of(const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t al = 256;
+  while (al > 1 && (a % al) != 0) al >>= 1;
+  return al;
+}
+
+struct PlanKey {
+  int T, K, N;
+  bool y_f32, fused_bias;
+  uint32_t al_x, al_w, al_y, al_b;
+  bool operator<(const PlanKey& o) const {
+    return std::tie(T, K, N, y_f32, fused_bias, al_x, al_w, al_y, al_b) <
+           std::tie(o.T, o.K, o.N, o.y_f32, o.fused_bias, o.al_x, o.al_w, o.al_y, o.al_b);
+  }
+};
+
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool ok = false;  // false: the heuristic found nothing, take the fallback kernel
+};
+
+struct LtState {
+  std::mutex mu;
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  std::map<PlanKey, Plan> plans;
+};
+
+LtState& lt_state() {
+  static LtState* s = [] {
+    LtState* st = new LtState();  // never destroyed: cuBLASLt may be gone at static destruction time
+    SGL_CUBLAS_CHECK(cublasLtCreate(&st->handle));
+    if (cudaMalloc(&st->workspace, kLtWorkspace) != cudaSuccess) {
+      cudaGetLastError();  // or the failed allocation resurfaces at the next launch check
+      throw std::runtime_error("matmul: out of device memory for the 32 MiB cuBLASLt workspace");
+    }
+    return st;
+  }();
+  return *s;
+}
+
+Plan make_plan(LtState& s, const PlanKey& key, const void* bias) {
+  Plan pl;
+  const cudaDataType_t y_type = key.y_f32 ? CUDA_R_32F : CUDA_R_16BF;
+  SGL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&pl.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
+  SGL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof(op_t)));
+  SGL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof(op_n)));
+  if (key.fused_bias) {
+    const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+    SGL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    // The heuristic reads the pointer's value for its alignment; each call sets the real one.
+    SGL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
+  SGL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl.a, CUDA_R_16BF, uint64_t(key.K), uint64_t(key.N), int64_t(key.K)));
+  SGL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl.b, CUDA_R_16BF, uint64_t(key.K), uint64_t(key.T), int64_t(key.K)));
+  SGL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl.c, y_type, uint64_t(key.N), uint64_t(key.T), int64_t(key.N)));
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  SGL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  const uint64_t ws = kLtWorkspace;
+  SGL_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  SGL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &key.al_w,
+                                                        sizeof(key.al_w)));
+  SGL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &key.al_x,
+                                                        sizeof(key.al_x)));
+  SGL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &key.al_y,
+                                                        sizeof(key.al_y)));
+  SGL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.al_y,
+                                                        sizeof(key.al_y)));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(s.handle, pl.desc, pl.a, pl.b, pl.c, pl.c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
+    pl.algo = result.algo;
+    pl.ok = true;
+  } else {
+    std::fprintf(stderr, "sgl cuda matmul: no cuBLASLt algorithm for T=%d K=%d N=%d y_f32=%d bias=%d (status %d), "
+                 "using the fallback kernel\n", key.T, key.K, key.N, int(key.y_f32), int(key.fused_bias), int(st));
+  }
+  return pl;
+}
+
+// Runs the GEMM through cuBLASLt; false when no algorithm fits (the caller falls back).
+bool lt_matmul(const MatmulParams& p) {
+  LtState& s = lt_state();
+  const bool has_bias = p.bias.data != nullptr;
+  // Epilogue bias: bf16 y only (see the top of the file), and a bias aligned like a vector access.
+  const bool fused_bias = has_bias && !p.y_f32 && alignment_of(p.bias.data) >= 16;
+  PlanKey key{p.T, p.K, p.N, p.y_f32, fused_bias, alignment_of(p.x), alignment_of(p.w.data), alignment_of(p.y),
+              fused_bias ? alignment_of(p.bias.data) : 0u};
+  std::lock_guard<std::mutex> lock(s.mu);
+  auto it = s.plans.find(key);
+  if (it == s.plans.end()) it = s.plans.emplace(key, make_plan(s, key, p.bias.data)).first;
+  Plan& pl = it->second;
+  if (!pl.ok) return false;
+  if (fused_bias) {
+    const void* bias = p.bias.data;
+    SGL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  SGL_CUBLAS_CHECK(cublasLtMatmul(s.handle, pl.desc, &alpha, p.w.data, pl.a, p.x, pl.b, &beta, p.y, pl.c, p.y, pl.c,
+                                  &pl.algo, s.workspace, kLtWorkspace, sgl_stream()));
+  if (has_bias && !fused_bias) bias_add(p);
+  return true;
+}
+
+#endif  // SGL_WITH_CUBLAS
+
+}  // namespace
+
+void matmul_cuda(const MatmulParams& p) {
+  if (p.T <= 0 || p.N <= 0) return;
+  if (p.w.dtype != DType::BF16 || (p.bias.data && p.bias.dtype != DType::BF16))
+    throw std::runtime_error(std::string("matmul: CUDA expects bf16 weights (from place_weight), got w ") +
+                             dtype_name(p.w.dtype) + (p.bias.data ? std::string(", bias ") + dtype_name(p.bias.dtype)
+                                                                  : std::string()));
+#if defined(SGL_WITH_CUBLAS)
+  if (p.K > 0 && lt_matmul(p)) return;
+#endif
+  matmul_fallback(p);
+}
+
+}  // namespace sgl
