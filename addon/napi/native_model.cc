@@ -1,6 +1,7 @@
 #include "napi/native_model.h"
 
 #include <memory>
+#include <stdexcept>
 
 #include "backend/backend.h"
 #include "kv/kv_cache.h"
