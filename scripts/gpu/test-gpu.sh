@@ -17,7 +17,7 @@ for src in test/gpu/*_test.cc; do
   [[ $code -ne 0 ]] && fail=1
 done
 echo "== node GPU tests"
-node --test --test-concurrency=1 dist/test/gpu/*.test.js 2>&1 | grep -E "^# (tests|pass|fail|skipped)|^not ok|^ok|Error|assert|expected|actual" | head -60
+node --test --test-concurrency=1 dist/test/gpu/*.test.js 2>&1 | grep -E "^# (tests|pass|fail|skipped)|^not ok|^ok|Error|error:|message:|expected:|actual:|PARITY" | head -60
 [[ ${PIPESTATUS[0]} -ne 0 ]] && fail=1
 echo "test:gpu: $([[ $fail -eq 0 ]] && echo PASS || echo FAIL)"
 exit $fail
