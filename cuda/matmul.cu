@@ -22,6 +22,7 @@
 #include <tuple>
 
 #include "cuda_common.cuh"
+#include "gemv.h"
 #include "ops.h"
 
 #if defined(SGL_WITH_CUBLAS)
@@ -246,6 +247,7 @@ void matmul_cuda(const MatmulParams& p) {
     throw std::runtime_error(std::string("matmul: CUDA expects bf16 weights (from place_weight), got w ") +
                              dtype_name(p.w.dtype) + (p.bias.data ? std::string(", bias ") + dtype_name(p.bias.dtype)
                                                                   : std::string()));
+  if (gemv_cuda(p)) return;  // T <= 8: the weight-streaming kernel (cuBLASLt's M = 1 kernels were ~10 µs)
 #if defined(SGL_WITH_CUBLAS)
   if (p.K > 0 && lt_matmul(p)) return;
 #endif

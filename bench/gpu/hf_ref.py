@@ -42,11 +42,11 @@ with torch.inference_mode():
     for B in [int(x) for x in a.batches.split(",")]:
         ids = torch.randint(3, V, (B, a.ctx), device="cuda")
         cache = DynamicCache()
-        model(input_ids=ids, past_key_values=cache, use_cache=True)
+        model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         nxt = torch.randint(3, V, (B, 1), device="cuda")
 
         def step():
-            out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+            out = model(input_ids=nxt, past_key_values=cache, use_cache=True, logits_to_keep=1)
             cache.crop(a.ctx)  # keep the context at ctx for every timed step
             return out.logits.argmax(-1)
 
