@@ -1,8 +1,8 @@
-// Skinny matmul for decode-sized batches (T <= 8 tokens): y[t, n] = x[t, :] · W[n, :] (+ bias[n]).
+// Skinny matmul for decode steps of 1-2 tokens (kGemvMaxT): y[t, n] = x[t, :] · W[n, :] (+ bias[n]).
 // Memory-bound: every weight byte is read once, so the floor is |W| / bandwidth (Qwen2.5-0.5B's layer
 // matmuls are 2-9 MB: 1-3 µs at ~3 TB/s, where cuBLASLt's kernels for M = 1 took ~10 µs each).
 // One warp per output row: each lane streams 16-byte chunks of W's row and dots them with the T rows of x
-// (read through L1; x is at most 8 x K bf16), f32 accumulation, a warp reduction, lane 0 writes.
+// (read through L1; x is at most 2 x K bf16), f32 accumulation, a warp reduction, lane 0 writes.
 // Needs K % 8 == 0 and 16-byte aligned x and W (matmul_cuda checks and otherwise uses cuBLASLt).
 #include <cstdint>
 
@@ -98,16 +98,10 @@ void launch(const MatmulParams& p) {
 bool gemv_cuda(const MatmulParams& p) {
   const bool aligned = (reinterpret_cast<uintptr_t>(p.x) % 16 == 0) && (reinterpret_cast<uintptr_t>(p.w.data) % 16 == 0);
   if (p.T < 1 || p.T > kGemvMaxT || p.K % 8 != 0 || p.K <= 0 || !aligned) return false;
-  switch (p.T) {
-    case 1: launch<1>(p); break;
-    case 2: launch<2>(p); break;
-    case 3: launch<3>(p); break;
-    case 4: launch<4>(p); break;
-    case 5: launch<5>(p); break;
-    case 6: launch<6>(p); break;
-    case 7: launch<7>(p); break;
-    default: launch<8>(p); break;
-  }
+  if (p.T == 1)
+    launch<1>(p);
+  else
+    launch<2>(p);
   return true;
 }
 

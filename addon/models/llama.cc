@@ -2,6 +2,7 @@
 // biases for Qwen2, attention_bias for Llama) and a SwiGLU MLP; tied or untied lm_head.
 #include <cmath>
 #include <algorithm>
+#include <map>
 #include <cstring>
 #include <vector>
 
@@ -62,8 +63,8 @@ class LlamaModel : public Model {
   }
 
   void release() {
-    for (void*& g : graph_)
-      if (g) be_.graph_free(g), g = nullptr;
+    for (auto& [key, slot] : graph_)
+      if (slot.exec) be_.graph_free(slot.exec), slot.exec = nullptr;
     for (const WeightRef& w : placed_) be_.release_weight(w);
     placed_.clear();
     if (inv_freq_) be_.free(inv_freq_);
@@ -117,8 +118,11 @@ class LlamaModel : public Model {
   float* inv_freq_ = nullptr;  // [D/2] on the device
   ModelRunOptions opts_;
   Scratch eager_, graph_scratch_;
-  std::vector<void*> graph_;       // [G + 1] captured decode graph per padded batch size
-  std::vector<bool> graph_warm_;   // [G + 1] that size has run once eagerly
+  struct GraphSlot {
+    void* exec = nullptr;  // the captured decode graph
+    bool warm = false;     // this (batch size, context bucket) has run once eagerly
+  };
+  std::map<int64_t, GraphSlot> graph_;  // key: padded batch size * 64 + log2(context bucket)
   int red_stride_ = 0;             // rows of the reduced-output layout when it is not R (graph padding)
   std::vector<int32_t> host_pos_, host_slots_, host_meta_, host_pages_, host_red_;
 };
@@ -271,9 +275,7 @@ void LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector
   const int64_t cap_tokens = std::min<int64_t>(int64_t(c.max_position_embeddings), int64_t(kv.num_pages()) * P);
   const int max_pages_seq = int((cap_tokens + P - 1) / P);
   const size_t head = size_t(7) * G + 2, meta_cap = head + size_t(G) * max_pages_seq;
-  if (graph_.empty()) {
-    graph_.assign(size_t(G) + 1, nullptr);
-    graph_warm_.assign(size_t(G) + 1, false);
+  if (graph_scratch_.meta.ensure(0) == nullptr) {
     size_scratch(graph_scratch_, G, G);
     graph_scratch_.meta.ensure(meta_cap * sizeof(int32_t));
   }
@@ -303,18 +305,25 @@ void LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector
   be_.upload(d, h.data(), head * sizeof(int32_t));
   be_.upload(d + head, pages.data(), pages.size() * sizeof(int32_t));
   DevMeta dm{d, d + G, d + 2 * G, d + 3 * G, d + 4 * G + 1, d + 5 * G + 2, d + 6 * G + 2, d + head};
-  // The attention grid is sized for the longest possible context, so one graph serves every step.
-  const int max_kv = int(cap_tokens);
-  if (!graph_warm_[bs]) {
+  // The attention grid (its KV split count) is sized from the longest context, so graphs are kept per
+  // (batch size, context bucket): the next power of two >= the longest context, from 256 up to the cap.
+  int64_t kv_cap = 256;
+  int kv_log = 8;
+  int32_t max_kv_len = 0;
+  for (int i = 0; i < b.B; ++i) max_kv_len = std::max(max_kv_len, b.kv_lens[i]);
+  while (kv_cap < max_kv_len) kv_cap *= 2, ++kv_log;
+  const int max_kv = int(std::min<int64_t>(kv_cap, cap_tokens));
+  GraphSlot& slot = graph_[int64_t(bs) * 64 + kv_log];
+  if (!slot.warm) {
     run(dm, graph_scratch_, kv, bs, bs, bs, 1, max_kv, true);
-    graph_warm_[bs] = true;
+    slot.warm = true;
   } else {
-    if (!graph_[bs]) {
+    if (!slot.exec) {
       be_.graph_begin();
       run(dm, graph_scratch_, kv, bs, bs, bs, 1, max_kv, true);
-      graph_[bs] = be_.graph_end();
+      slot.exec = be_.graph_end();
     }
-    be_.graph_launch(graph_[bs]);
+    be_.graph_launch(slot.exec);
   }
   (void)reduce;  // graphs always reduce: the argmax costs little beside the lm_head
   lg = static_cast<const float*>(graph_scratch_.logits.ensure(0));

@@ -7,7 +7,7 @@
 // Prints `E2E <name> decode B <b> ctx <c> tok_s <x> forward_tok_s <y>` and `E2E <name> prefill <n> tok_s <x>`.
 //
 // Usage: node dist/bench/gpu/e2e-bench.js --model DIR --name NAME [--batches 1,8,64,256] [--ctx 1024]
-//        [--out 128] [--prefill 4096]
+//        [--out 128] [--prefill 4096] [--no-graph]
 import { loadAddon, type NativeEngine, type NativeStepOutput } from '../../src/native/addon.js';
 
 function arg(name: string, dflt: string): string {
@@ -21,6 +21,7 @@ const batches = arg('batches', '1,8,64,256').split(',').map(Number);
 const ctx = Number(arg('ctx', '1024'));
 const outLen = Number(arg('out', '128'));
 const prefill = Number(arg('prefill', '4096'));
+const noGraph = process.argv.includes('--no-graph'); // every step eager (to measure what the graphs save)
 if (!modelPath) throw new Error('--model DIR is required');
 
 function randomPrompt(vocab: number, n: number, seed: number): Int32Array {
@@ -45,7 +46,7 @@ class Bench {
   constructor(maxRunning: number, chunk: number) {
     this.engine = new (loadAddon().NativeEngine)({
       modelPath, numPages: 0, pageSize: 16, device: 'cuda', chunkedPrefillSize: chunk, maxPrefillTokens: Math.max(chunk, 16384),
-      maxRunningRequests: maxRunning, disableRadixCache: true, schedulePolicy: 'fcfs', randomSeed: 1,
+      maxRunningRequests: maxRunning, disableRadixCache: true, disableCudaGraph: noGraph, schedulePolicy: 'fcfs', randomSeed: 1,
       onStep: (o) => this.onStep(o),
     });
     this.vocab = this.engine.info().vocabSize;
@@ -83,7 +84,7 @@ async function main(): Promise<void> {
     const tokens = decode.reduce((a, s) => a + s.batchSize, 0);
     const loopS = decode.reduce((a, s) => a + s.loopUs, 0) / 1e6;
     const fwdS = decode.reduce((a, s) => a + s.forwardUs, 0) / 1e6;
-    console.log(`E2E ${name} decode B ${B} ctx ${ctx} tok_s ${(tokens / loopS).toFixed(0)} forward_tok_s ${(tokens / fwdS).toFixed(0)} steps ${decode.length}`);
+    console.log(`E2E ${name}${noGraph ? ' (no graphs)' : ''} decode B ${B} ctx ${ctx} tok_s ${(tokens / loopS).toFixed(0)} forward_tok_s ${(tokens / fwdS).toFixed(0)} steps ${decode.length}`);
   }
   for (let rep = 0; rep < 2; rep++) {
     bench.steps = [];

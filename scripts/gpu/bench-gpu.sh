@@ -18,6 +18,7 @@ run python3 bench/gpu/sdpa_ref.py
 mk() { [[ -f $models/$1/config.json ]] || python3 bench/gpu/make_random_model.py --shape "$1" --out "$models/$1" --device cuda >&2; }
 mk qwen2.5-0.5b-instruct
 run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --out 128 --prefill 4096
+run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,64 --ctx 1024 --out 64 --prefill 1024 --no-graph
 run python3 bench/gpu/hf_ref.py --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --prefill 4096
 if [[ -z ${SGL_BENCH_SKIP_8B:-} ]]; then
   mk llama-3.1-8b
