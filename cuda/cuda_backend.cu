@@ -239,6 +239,7 @@ const Backend* cuda_backend() {
         graph_end_cuda,
         graph_launch_cuda,
         graph_free_cuda,
+        qkv_rope_store_cuda,
     };
     return &b;
   }();

@@ -268,6 +268,7 @@ void rope_cuda(const RopeParams& p) {
 }
 
 void silu_mul_cuda(const SiluMulParams& p) {
+  if (p.ld != 0 && p.ld != p.I) return silu_mul_strided_cuda(p);
   const int64_t n = int64_t(p.T) * p.I;
   if (n <= 0) return;
   const bf16* g = static_cast<const bf16*>(p.gate);

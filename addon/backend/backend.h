@@ -94,10 +94,25 @@ struct AttentionParams {
 
 // out = silu(gate) * up
 struct SiluMulParams {
-  const void* gate;  // [T, I]
-  const void* up;    // [T, I]
-  void* out;         // [T, I]
+  const void* gate;  // [T, I] with row stride ld
+  const void* up;    // [T, I] with row stride ld
+  void* out;         // [T, I] contiguous (may alias gate only when ld == I)
   int32_t T, I;
+  int32_t ld = 0;    // row stride of gate and up in elements; 0 = I (a fused gate|up output has ld = 2I)
+};
+
+// The fused attention input of a device step: one q|k|v projection row per token is split, q and k are
+// rotated (as RopeParams), q is written out and k, v go to the paged cache (as KvStoreParams; a negative
+// slot skips the token). Replaces rope + kv_store after one fused QKV matmul.
+struct QkvRopeStoreParams {
+  const void* qkv;           // [T, (H + 2 Hkv) D]: q heads, then k heads, then v heads
+  void* q;                   // [T, H, D] out
+  void* k_cache;             // [num_pages, P, Hkv, D] of one layer
+  void* v_cache;             // [num_pages, P, Hkv, D] of one layer
+  const int32_t* positions;  // [T]
+  const float* inv_freq;     // [D/2]
+  const int32_t* slots;      // [T]
+  int32_t T, H, Hkv, D;
 };
 
 // dst[r] = src[rows[r]]
@@ -150,6 +165,7 @@ struct Backend {
   void* (*graph_end)();
   void (*graph_launch)(void* exec);
   void (*graph_free)(void* exec);
+  void (*qkv_rope_store)(const QkvRopeStoreParams&);
 };
 
 const Backend& cpu_backend();

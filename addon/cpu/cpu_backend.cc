@@ -55,6 +55,7 @@ const Backend& cpu_backend() {
       nullptr,
       nullptr,
       nullptr,
+      qkv_rope_store_cpu,
   };
   return b;
 }

@@ -66,6 +66,12 @@ void silu_mul_cpu(const SiluMulParams& p) {
   const float* g = static_cast<const float*>(p.gate);
   const float* u = static_cast<const float*>(p.up);
   float* o = static_cast<float*>(p.out);
+  if (p.ld != 0 && p.ld != p.I) {  // strided gate / up (a fused gate|up output): row by row
+    cpu_pool().parallel_for(p.T, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) row(g + t * p.ld, u + t * p.ld, o + t * p.I, p.I);
+    }, 1);
+    return;
+  }
   // Contiguous tensors: split the flat range, in whole 64-element pieces.
   const int64_t n = int64_t(p.T) * p.I, pieces = (n + 63) / 64;
   cpu_pool().parallel_for(pieces, [&](int64_t b, int64_t e) {

@@ -18,12 +18,15 @@ struct LayerWeights {
   WeightRef q_bias, k_bias, v_bias, o_bias;
   WeightRef gate, up, down;            // [I, C], [I, C], [C, I]
   WeightRef gate_bias, up_bias, down_bias;
+  // Fused on device backends (fuse_): q|k|v rows [(H + 2 Hkv) D, C] and gate|up rows [2I, C], with biases.
+  WeightRef qkv, qkv_bias, gate_up, gate_up_bias;
 };
 
 class LlamaModel : public Model {
  public:
   LlamaModel(const ModelConfig& cfg, const Checkpoint& ck, const Backend& be, const ModelRunOptions& opts)
-      : Model(cfg), be_(be), opts_(opts), eager_(be), graph_scratch_(be) {
+      : Model(cfg), be_(be), opts_(opts), fuse_(&be != &cpu_backend() && be.qkv_rope_store != nullptr),
+        eager_(be), graph_scratch_(be) {
     try {
       load(ck);
     } catch (...) {
@@ -42,8 +45,10 @@ class LlamaModel : public Model {
   // move once a graph has captured their addresses).
   struct Scratch {
     explicit Scratch(const Backend& be)
-        : x(be), res(be), q(be), k(be), v(be), attn(be), gate(be), up(be), rows(be), logits(be), red(be), meta(be) {}
+        : x(be), res(be), q(be), k(be), v(be), attn(be), gate(be), up(be), rows(be), logits(be), red(be), meta(be),
+          qkv(be) {}
     DeviceBuffer x, res, q, k, v, attn, gate, up, rows, logits, red, meta;
+    DeviceBuffer qkv;  // fused path: [T, (H + 2 Hkv) D]; gate|up uses `gate` at [T, 2I]
   };
   void size_scratch(Scratch& s, int T, int R);
   void run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, int R, int max_q_len, int max_kv_len, bool reduce);
@@ -60,6 +65,28 @@ class LlamaModel : public Model {
     placed_.push_back(w);
     placed_bytes_ += count * dtype_size(w.dtype);
     return w;
+  }
+
+  // Tensors of one dtype stacked along their first dim ({name, rows}; cols 0 = 1-D biases) and placed as
+  // one weight. The host copy lives only until place_weight returns (it uploads synchronously).
+  WeightRef place_concat(const Checkpoint& ck, const std::vector<std::pair<std::string, int64_t>>& parts, int64_t cols) {
+    std::vector<WeightRef> refs;
+    for (const auto& [name, rows] : parts)
+      refs.push_back(ck.weight(name, cols > 0 ? std::vector<int64_t>{rows, cols} : std::vector<int64_t>{rows}));
+    for (const WeightRef& r : refs)
+      if (r.dtype != refs[0].dtype)
+        throw std::runtime_error(parts[0].first + ": the tensors to fuse have different dtypes");
+    const size_t es = dtype_size(refs[0].dtype), per_row = size_t(cols > 0 ? cols : 1);
+    size_t rows_total = 0;
+    for (const auto& pr : parts) rows_total += size_t(pr.second);
+    std::vector<uint8_t> buf(rows_total * per_row * es);
+    size_t off = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const size_t bytes = size_t(parts[i].second) * per_row * es;
+      std::memcpy(buf.data() + off, refs[i].data, bytes);
+      off += bytes;
+    }
+    return place(WeightRef{buf.data(), refs[0].dtype}, {int64_t(rows_total), int64_t(per_row)});
   }
 
   void release() {
@@ -85,22 +112,36 @@ class LlamaModel : public Model {
       LayerWeights w;
       w.input_norm = W(p + "input_layernorm.weight", {C});
       w.post_norm = W(p + "post_attention_layernorm.weight", {C});
-      w.q = W(p + "self_attn.q_proj.weight", {QD, C});
-      w.k = W(p + "self_attn.k_proj.weight", {KD, C});
-      w.v = W(p + "self_attn.v_proj.weight", {KD, C});
       w.o = W(p + "self_attn.o_proj.weight", {C, QD});
-      if (cfg.qkv_bias) {
-        w.q_bias = W(p + "self_attn.q_proj.bias", {QD});
-        w.k_bias = W(p + "self_attn.k_proj.bias", {KD});
-        w.v_bias = W(p + "self_attn.v_proj.bias", {KD});
-      }
       if (cfg.o_bias) w.o_bias = W(p + "self_attn.o_proj.bias", {C});
-      w.gate = W(p + "mlp.gate_proj.weight", {I, C});
-      w.up = W(p + "mlp.up_proj.weight", {I, C});
+      if (fuse_) {
+        // One matmul for q|k|v and one for gate|up: the rows concatenated on the host, placed once.
+        w.qkv = place_concat(ck, {{p + "self_attn.q_proj.weight", QD}, {p + "self_attn.k_proj.weight", KD},
+                                  {p + "self_attn.v_proj.weight", KD}}, C);
+        if (cfg.qkv_bias)
+          w.qkv_bias = place_concat(ck, {{p + "self_attn.q_proj.bias", QD}, {p + "self_attn.k_proj.bias", KD},
+                                         {p + "self_attn.v_proj.bias", KD}}, 0);
+        w.gate_up = place_concat(ck, {{p + "mlp.gate_proj.weight", I}, {p + "mlp.up_proj.weight", I}}, C);
+        if (cfg.mlp_bias)
+          w.gate_up_bias = place_concat(ck, {{p + "mlp.gate_proj.bias", I}, {p + "mlp.up_proj.bias", I}}, 0);
+      } else {
+        w.q = W(p + "self_attn.q_proj.weight", {QD, C});
+        w.k = W(p + "self_attn.k_proj.weight", {KD, C});
+        w.v = W(p + "self_attn.v_proj.weight", {KD, C});
+        if (cfg.qkv_bias) {
+          w.q_bias = W(p + "self_attn.q_proj.bias", {QD});
+          w.k_bias = W(p + "self_attn.k_proj.bias", {KD});
+          w.v_bias = W(p + "self_attn.v_proj.bias", {KD});
+        }
+        w.gate = W(p + "mlp.gate_proj.weight", {I, C});
+        w.up = W(p + "mlp.up_proj.weight", {I, C});
+      }
       w.down = W(p + "mlp.down_proj.weight", {C, I});
       if (cfg.mlp_bias) {
-        w.gate_bias = W(p + "mlp.gate_proj.bias", {I});
-        w.up_bias = W(p + "mlp.up_proj.bias", {I});
+        if (!fuse_) {
+          w.gate_bias = W(p + "mlp.gate_proj.bias", {I});
+          w.up_bias = W(p + "mlp.up_proj.bias", {I});
+        }
         w.down_bias = W(p + "mlp.down_proj.bias", {C});
       }
       layers_.push_back(w);
@@ -117,6 +158,7 @@ class LlamaModel : public Model {
   size_t placed_bytes_ = 0;
   float* inv_freq_ = nullptr;  // [D/2] on the device
   ModelRunOptions opts_;
+  bool fuse_;  // device backends: fused q|k|v and gate|up matmuls (the CPU keeps its weights memory-mapped)
   Scratch eager_, graph_scratch_;
   struct GraphSlot {
     void* exec = nullptr;  // the captured decode graph
@@ -204,7 +246,8 @@ void LlamaModel::size_scratch(Scratch& s, int T, int R) {
   s.k.ensure(t * c.num_kv_heads * c.head_dim * es);
   s.v.ensure(t * c.num_kv_heads * c.head_dim * es);
   s.attn.ensure(t * c.num_heads * c.head_dim * es);
-  s.gate.ensure(t * c.intermediate_size * es);
+  s.gate.ensure(t * c.intermediate_size * es * (fuse_ ? 2 : 1));
+  if (fuse_) s.qkv.ensure(t * size_t(c.num_heads + 2 * c.num_kv_heads) * c.head_dim * es);
   s.up.ensure(t * c.intermediate_size * es);
   s.rows.ensure(r * c.hidden_size * es);
   s.logits.ensure(r * c.vocab_size * sizeof(float));
@@ -229,21 +272,35 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
     const LayerWeights& w = layers_[l];
     // x holds the previous sub-layer's output: fold it into the residual stream and normalise.
     be_.rms_norm({x, res, x, w.input_norm, T, C, float(c.rms_norm_eps)});
-    be_.matmul({x, w.q, w.q_bias, q, T, C, H * D});
-    be_.matmul({x, w.k, w.k_bias, k, T, C, Hkv * D});
-    be_.matmul({x, w.v, w.v_bias, v, T, C, Hkv * D});
-    be_.rope({q, k, d.pos, inv_freq_, T, H, Hkv, D});
-    be_.kv_store({k, v, kv.k(l), kv.v(l), d.slots, T, Hkv, D});
+    if (fuse_) {
+      void* qkv = s.qkv.ensure(0);
+      be_.matmul({x, w.qkv, w.qkv_bias, qkv, T, C, (H + 2 * Hkv) * D});
+      be_.qkv_rope_store({qkv, q, kv.k(l), kv.v(l), d.pos, inv_freq_, d.slots, T, H, Hkv, D});
+    } else {
+      be_.matmul({x, w.q, w.q_bias, q, T, C, H * D});
+      be_.matmul({x, w.k, w.k_bias, k, T, C, Hkv * D});
+      be_.matmul({x, w.v, w.v_bias, v, T, C, Hkv * D});
+      be_.rope({q, k, d.pos, inv_freq_, T, H, Hkv, D});
+      be_.kv_store({k, v, kv.k(l), kv.v(l), d.slots, T, Hkv, D});
+    }
     AttentionParams ap{q, kv.k(l), kv.v(l), attn, d.qo, d.kvp, d.pages, d.kvlen, B, T, H, Hkv, D, P, scale, true};
     ap.max_q_len = max_q_len;
     ap.max_kv_len = max_kv_len;
     be_.attention(ap);
     be_.matmul({attn, w.o, w.o_bias, x, T, H * D, C});
     be_.rms_norm({x, res, x, w.post_norm, T, C, float(c.rms_norm_eps)});
-    be_.matmul({x, w.gate, w.gate_bias, gate, T, C, I});
-    be_.matmul({x, w.up, w.up_bias, up, T, C, I});
-    be_.silu_mul({gate, up, gate, T, I});
-    be_.matmul({gate, w.down, w.down_bias, x, T, I, C});
+    if (fuse_) {
+      be_.matmul({x, w.gate_up, w.gate_up_bias, gate, T, C, 2 * I});
+      SiluMulParams sm{gate, static_cast<const char*>(gate) + size_t(I) * es, up, T, I};
+      sm.ld = 2 * I;
+      be_.silu_mul(sm);
+      be_.matmul({up, w.down, w.down_bias, x, T, I, C});
+    } else {
+      be_.matmul({x, w.gate, w.gate_bias, gate, T, C, I});
+      be_.matmul({x, w.up, w.up_bias, up, T, C, I});
+      be_.silu_mul({gate, up, gate, T, I});
+      be_.matmul({gate, w.down, w.down_bias, x, T, I, C});
+    }
   }
   be_.rms_norm({x, res, x, final_norm_, T, C, float(c.rms_norm_eps)});
   if (R == 0) return;
