@@ -240,6 +240,8 @@ const Backend* cuda_backend() {
         graph_launch_cuda,
         graph_free_cuda,
         qkv_rope_store_cuda,
+        layer_norm_cuda,
+        gelu_cuda,
     };
     return &b;
   }();

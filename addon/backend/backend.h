@@ -133,6 +133,27 @@ struct ArgmaxParams {
   int32_t R, V;
 };
 
+// out = LayerNorm(x + residual) * w + b over each row (biased variance, as torch.nn.LayerNorm); residual
+// may be null. For post-norm encoders (XLM-RoBERTa): the residual add and the norm in one pass. out may
+// alias x.
+struct LayerNormParams {
+  const void* x;         // [T, C]
+  const void* residual;  // [T, C] or null
+  void* out;             // [T, C]
+  WeightRef w, b;        // [C] each
+  int32_t T, C;
+  float eps;
+};
+
+// out = gelu(x) elementwise: exact (x/2 (1 + erf(x/√2)), "gelu") or the tanh approximation
+// ("gelu_new" / "gelu_pytorch_tanh"). out may alias x.
+struct GeluParams {
+  const void* x;  // [n]
+  void* out;      // [n]
+  int64_t n;
+  bool tanh_approx;
+};
+
 struct Backend {
   const char* name;
   DType act_dtype;
@@ -166,6 +187,8 @@ struct Backend {
   void (*graph_launch)(void* exec);
   void (*graph_free)(void* exec);
   void (*qkv_rope_store)(const QkvRopeStoreParams&);
+  void (*layer_norm)(const LayerNormParams&);
+  void (*gelu)(const GeluParams&);
 };
 
 const Backend& cpu_backend();

@@ -56,6 +56,8 @@ const Backend& cpu_backend() {
       nullptr,
       nullptr,
       qkv_rope_store_cpu,
+      layer_norm_cpu,
+      gelu_cpu,
   };
   return b;
 }

@@ -18,6 +18,8 @@ void gather_rows_cpu(const GatherRowsParams& p);
 void to_f32_cpu(const void* src, float* dst, size_t n);
 void logits_argmax_cpu(const ArgmaxParams& p);
 void qkv_rope_store_cpu(const QkvRopeStoreParams& p);
+void layer_norm_cpu(const LayerNormParams& p);
+void gelu_cpu(const GeluParams& p);
 
 // Per-ISA kernels behind the dispatching ops; the threading stays in the baseline files. Call the
 // SIMD ones only when cpu_max_isa() allows them.

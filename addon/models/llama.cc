@@ -3,6 +3,7 @@
 #include <cmath>
 #include <algorithm>
 #include <map>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -64,6 +65,7 @@ class LlamaModel : public Model {
     WeightRef w = be_.place_weight(host, count);
     placed_.push_back(w);
     placed_bytes_ += count * dtype_size(w.dtype);
+    report_upload(count * dtype_size(host.dtype));
     return w;
   }
 
@@ -89,6 +91,17 @@ class LlamaModel : public Model {
     return place(WeightRef{buf.data(), refs[0].dtype}, {int64_t(rows_total), int64_t(per_row)});
   }
 
+  // Device backends: a progress line on stderr at each quarter of the checkpoint's bytes uploaded.
+  void report_upload(size_t bytes) {
+    if (fuse_ == false || upload_total_ == 0) return;
+    upload_done_ += bytes;
+    while (upload_quarter_ < 4 && upload_done_ * 4 >= upload_total_ * size_t(upload_quarter_ + 1)) {
+      ++upload_quarter_;
+      std::fprintf(stderr, "[sglang-ts] Uploading weights to %s: %d%% (%.2f / %.2f GB)\n", be_.name, upload_quarter_ * 25,
+                   double(upload_done_) / 1e9, double(upload_total_) / 1e9);
+    }
+  }
+
   void release() {
     for (auto& [key, slot] : graph_)
       if (slot.exec) be_.graph_free(slot.exec), slot.exec = nullptr;
@@ -99,6 +112,7 @@ class LlamaModel : public Model {
   }
 
   void load(const Checkpoint& ck) {
+    upload_total_ = ck.total_bytes();
     const ModelConfig& cfg = config_;
     const Backend& be = be_;
     auto W = [&](const std::string& name, const std::vector<int64_t>& shape) { return place(ck.weight(name, shape), shape); };
@@ -156,6 +170,8 @@ class LlamaModel : public Model {
   std::vector<LayerWeights> layers_;
   std::vector<WeightRef> placed_;  // what place_weight allocated, released once each
   size_t placed_bytes_ = 0;
+  size_t upload_total_ = 0, upload_done_ = 0;  // checkpoint bytes, for the progress line
+  int upload_quarter_ = 0;
   float* inv_freq_ = nullptr;  // [D/2] on the device
   ModelRunOptions opts_;
   bool fuse_;  // device backends: fused q|k|v and gate|up matmuls (the CPU keeps its weights memory-mapped)

@@ -1,5 +1,5 @@
 // Parity of the fused device ops against the CPU backend: qkv_rope_store (split q|k|v rows, rope, store into
-// the paged cache) and silu_mul over strided gate|up rows. Random inputs rounded to bf16, outputs and the
+// the paged cache), silu_mul over strided gate|up rows, layer_norm (+ residual) and gelu. Random inputs rounded to bf16, outputs and the
 // cache poisoned with NaN first; relative error < 1e-2 and no NaN where something was written, untouched
 // cache slots still NaN. Prints PASS/FAIL lines and "N passed, M failed".
 #include <algorithm>
@@ -130,6 +130,37 @@ int main() {
       cuda->free(d_gu);
       cuda->free(d_out);
     }
+  }
+  // layer_norm (with and without the residual add) and gelu (erf, tanh) against the CPU.
+  for (auto [T, C] : {std::pair{1, 16}, std::pair{7, 32}, std::pair{64, 1024}, std::pair{3, 20000}}) {
+    for (bool with_res : {false, true}) {
+      std::vector<float> x = rand_bf16(size_t(T) * C, g), r = rand_bf16(size_t(T) * C, g);
+      std::vector<float> w = rand_bf16(size_t(C), g), b = rand_bf16(size_t(C), g);
+      std::vector<float> xr = x;  // the GPU rounds x + residual to bf16 (the residual stream's dtype)
+      if (with_res)
+        for (size_t i = 0; i < xr.size(); ++i) xr[i] = __bfloat162float(__float2bfloat16(x[i] + r[i]));
+      std::vector<float> ref(x.size(), nan);
+      cpu.layer_norm({xr.data(), nullptr, ref.data(), {w.data(), DType::F32}, {b.data(), DType::F32}, T, C, 1e-5f});
+      void *dx = to_device(*cuda, x), *dr = to_device(*cuda, r), *dw = to_device(*cuda, w), *db = to_device(*cuda, b);
+      void* dout = to_device(*cuda, std::vector<float>(x.size(), nan));
+      cuda->layer_norm({dx, with_res ? dr : nullptr, dout, {dw, DType::BF16}, {db, DType::BF16}, T, C, 1e-5f});
+      std::string why;
+      check(close(from_device(*cuda, dout, ref.size()), ref, 1e-2, why),
+            "layer_norm T=" + std::to_string(T) + " C=" + std::to_string(C) + (with_res ? " +residual: " : ": ") + why);
+      for (void* p : {dx, dr, dw, db, dout}) cuda->free(p);
+    }
+  }
+  for (bool tanh_approx : {false, true}) {
+    std::vector<float> x = rand_bf16(100003, g), ref(x.size(), nan);
+    for (auto& v : x) v = __bfloat162float(__float2bfloat16(v * 4.0f));
+    cpu.gelu({x.data(), ref.data(), int64_t(x.size()), tanh_approx});
+    void* dx = to_device(*cuda, x);
+    void* dout = to_device(*cuda, std::vector<float>(x.size(), nan));
+    cuda->gelu({dx, dout, int64_t(x.size()), tanh_approx});
+    std::string why;
+    check(close(from_device(*cuda, dout, ref.size()), ref, 1e-2, why), std::string("gelu ") + (tanh_approx ? "tanh: " : "erf: ") + why);
+    cuda->free(dx);
+    cuda->free(dout);
   }
   std::printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail == 0 ? 0 : 1;

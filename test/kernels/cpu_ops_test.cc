@@ -332,6 +332,48 @@ void test_rms_norm() {
   }
 }
 
+void test_layer_norm_gelu() {
+  for (DType dt : kWeightTypes) {
+    for (auto [T, C] : {std::pair<int, int>{1, 16}, {3, 33}, {5, 1024}}) {
+      for (int mode = 0; mode < 3; mode++) {  // 0: plain, 1: + residual, 2: in place
+        size_t n = size_t(T) * C;
+        std::vector<float> x = rand_vec(n, -3.0f, 3.0f), res = rand_vec(n, -3.0f, 3.0f), out(n, kNaN);
+        for (auto& v : x) v += 2.0f;  // a mean away from 0
+        TestWeight w = make_weight(dt, size_t(C)), b = make_weight(dt, size_t(C));
+        std::vector<double> ref(n);
+        for (int t = 0; t < T; t++) {
+          double mean = 0, var = 0;
+          std::vector<double> row(static_cast<size_t>(C));
+          for (int c = 0; c < C; c++) {
+            size_t i = size_t(t) * C + c;
+            row[size_t(c)] = double(mode == 1 ? x[i] + res[i] : x[i]);
+            mean += row[size_t(c)];
+          }
+          mean /= C;
+          for (int c = 0; c < C; c++) var += (row[size_t(c)] - mean) * (row[size_t(c)] - mean);
+          double inv = 1.0 / std::sqrt(var / C + 1e-5);
+          for (int c = 0; c < C; c++) ref[size_t(t) * C + c] = (row[size_t(c)] - mean) * inv * w.value[size_t(c)] + b.value[size_t(c)];
+        }
+        float* dst = mode == 2 ? x.data() : out.data();
+        B().layer_norm(LayerNormParams{x.data(), mode == 1 ? res.data() : nullptr, dst, w.ref(), b.ref(), T, C, 1e-5f});
+        const char* what = mode == 0 ? "" : mode == 1 ? " +residual" : " in-place";
+        compare(fmt("layer_norm %s T=%d C=%d%s", dtype_name(dt), T, C, what), dst, ref, abs_of(ref), 1e-5, 1e-5);
+      }
+    }
+  }
+  for (bool tanh_approx : {false, true}) {
+    std::vector<float> x = rand_vec(5000, -8.0f, 8.0f), out(5000, kNaN);
+    std::vector<double> ref(x.size());
+    for (size_t i = 0; i < x.size(); i++) {
+      double v = x[i];
+      ref[i] = tanh_approx ? 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)))
+                           : 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+    }
+    B().gelu(GeluParams{x.data(), out.data(), int64_t(x.size()), tanh_approx});
+    compare(fmt("gelu %s", tanh_approx ? "tanh" : "erf"), out.data(), ref, abs_of(ref), 1e-5, 1e-6);
+  }
+}
+
 void test_rope() {
   for (auto [T, H, Hkv, D] :
        {std::tuple<int, int, int, int>{1, 2, 1, 8}, {5, 14, 2, 64}, {33, 8, 4, 128}, {3, 3, 3, 6}}) {
@@ -536,6 +578,7 @@ int main(int argc, char** argv) {
   test_thread_pool();
   test_embed();
   test_rms_norm();
+  test_layer_norm_gelu();
   test_rope();
   test_kv_store();
   test_gather_and_copy();
