@@ -1,9 +1,13 @@
 // The CUDA backend end to end against transformers' goldens (skipped where no GPU is present; run on the GPU
-// machine by `npm run test:gpu`): prompt and output logprobs within 2e-2 + 2e-3·|logprob| of the goldens
-// (computed in float32 from the bf16 weights; the GPU keeps activations in bf16 as SGLang does, which
-// costs up to ~3e-2 on logprobs near -12 — measured, see cuda/NOTES.md), and greedy ids equal while the
-// golden's top-2 margin exceeds 0.05; batch invariance (each prompt alone vs with 15 others) and the radix
-// cache (a cached prefix gives what a cold run gives) on the GPU. The largest errors are printed (PARITY).
+// machine by `npm run test:gpu`): prompt and output logprobs within 0.1 of the goldens, and greedy ids equal
+// while the golden's top-2 margin exceeds 0.05; batch invariance (each prompt alone vs with 15 others) and the
+// radix cache (a cached prefix gives what a cold run gives) on the GPU. The largest errors are printed
+// (PARITY lines).
+// Why 0.1 and not 2e-2: the goldens are float32 compute on the bf16 weights, and the GPU stores activations in
+// bf16 (as SGLang does). Rounding every activation to bf16 in the float32 CPU backend gives 0.080 on
+// qwen2-tiny's prompt logprobs and 0.019 / 0.038 on stories260k's prompt / output logprobs; the GPU gives
+// 0.078, 0.019 and 0.035 (cuda/NOTES.md). No single rounding point dominates, so only f32 activations would
+// reach 2e-2; a broken kernel shows as errors of order 1.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -12,8 +16,8 @@ import { cudaAvailable, loadAddon } from '../../src/native/addon.js';
 import { fixtureModelDir, loadGolden, type GoldenGenerate } from '../helpers/fixtures.js';
 
 const skip = cudaAvailable(loadAddon()) ? false : 'no CUDA device';
-const LOGPROB_TOL = 2e-2;
-const LOGPROB_REL = 2e-3;
+const LOGPROB_TOL = 0.1;
+const LOGPROB_REL = 0;
 const MARGIN = 0.05;
 const close = (a: number, b: number) => Math.abs(a - b) <= LOGPROB_TOL + LOGPROB_REL * Math.abs(b);
 const worst = new Map<string, number>();
@@ -41,7 +45,7 @@ function checkGreedy(name: string, g: GoldenGenerate, ids: number[], lps: number
 }
 
 for (const fixture of ['stories260k', 'qwen2-tiny']) {
-  test(`${fixture} on CUDA: prompt logprobs within ${LOGPROB_TOL} + ${LOGPROB_REL}·|lp|, greedy ids and logprobs match the goldens`, { skip }, async () => {
+  test(`${fixture} on CUDA: prompt and output logprobs within ${LOGPROB_TOL} of the goldens, greedy ids match`, { skip }, async () => {
     const golden = loadGolden(fixture);
     for (const pageSize of [1, 16]) {
       const engine = await ServingEngine.create({ modelPath: fixtureModelDir(fixture), device: 'cuda', pageSize, maxTotalTokens: 8192, randomSeed: 1 });
