@@ -2,7 +2,7 @@
 # `npm run bench:gpu`, on a machine with an NVIDIA GPU, the addon built with CUDA, and Python with torch +
 # transformers: kernel benchmarks (attention vs torch SDPA flash on the same shapes, matmul and elementwise
 # ops, device copy bandwidth), then the end-to-end engine on random-weight models of real shapes
-# (bench/gpu/make_random_model.py) beside the same forward in transformers. Prints a table last.
+# (bench/make_random_model.py) beside the same forward in transformers. Prints a table last.
 #   SGL_BENCH_MODELS=/tmp/sgl-models (where the random models are written)  SGL_BENCH_SKIP_8B=1 (skip Llama-3.1-8B)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -15,7 +15,7 @@ run() { echo "\$ $*" >&2; "$@" 2>&1 | tee -a "$log"; }
 run python3 bench/gpu/sdpa_ref.py
 [[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
 
-mk() { [[ -f $models/$1/config.json ]] || python3 bench/gpu/make_random_model.py --shape "$1" --out "$models/$1" --device cuda >&2; }
+mk() { [[ -f $models/$1/config.json ]] || python3 bench/make_random_model.py --shape "$1" --out "$models/$1" --device cuda >&2; }
 mk qwen2.5-0.5b-instruct
 run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --out 128 --prefill 4096
 run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,64 --ctx 1024 --out 64 --prefill 1024 --no-graph
