@@ -15,15 +15,12 @@
 #include <cuda_runtime.h>
 
 #include "backend/backend.h"
+#include "gpu_check.h"
 
 using namespace sgl;
+using gpu_check::check;
 
 namespace {
-int g_pass = 0, g_fail = 0;
-void check(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
-  (ok ? g_pass : g_fail)++;
-}
 
 std::vector<float> rand_bf16(size_t n, std::mt19937& g) {
   std::normal_distribution<float> d(0.0f, 1.0f);
@@ -67,11 +64,8 @@ bool close(const std::vector<float>& a, const std::vector<float>& b, double tol,
 }  // namespace
 
 int main() {
-  const Backend* cuda = cuda_backend();
-  if (!cuda) {
-    std::printf("no CUDA device: skipped\n0 passed, 0 failed\n");
-    return 0;
-  }
+  const Backend* cuda = gpu_check::cuda_or_skip();
+  if (!cuda) return 0;
   const Backend& cpu = cpu_backend();
   std::mt19937 g(11);
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -162,6 +156,5 @@ int main() {
     cuda->free(dx);
     cuda->free(dout);
   }
-  std::printf("%d passed, %d failed\n", g_pass, g_fail);
-  return g_fail == 0 ? 0 : 1;
+  return gpu_check::summary();
 }

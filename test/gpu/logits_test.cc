@@ -12,23 +12,14 @@
 #include <cuda_runtime.h>
 
 #include "backend/backend.h"
+#include "gpu_check.h"
 
 using namespace sgl;
-
-namespace {
-int g_pass = 0, g_fail = 0;
-void check(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
-  (ok ? g_pass : g_fail)++;
-}
-}  // namespace
+using gpu_check::check;
 
 int main() {
-  const Backend* cuda = cuda_backend();
-  if (!cuda) {
-    std::printf("no CUDA device: skipped\n0 passed, 0 failed\n");
-    return 0;
-  }
+  const Backend* cuda = gpu_check::cuda_or_skip();
+  if (!cuda) return 0;
   const Backend& cpu = cpu_backend();
   std::mt19937 rng(7);
   for (int V : {8, 512, 1000, 151936}) {
@@ -65,6 +56,5 @@ int main() {
       cuda->free(d_tok);
     }
   }
-  std::printf("%d passed, %d failed\n", g_pass, g_fail);
-  return g_fail == 0 ? 0 : 1;
+  return gpu_check::summary();
 }
