@@ -123,14 +123,20 @@ struct GatherRowsParams {
   int32_t R, C;
 };
 
-// Greedy rows reduced where the logits are: per f32 row, the first index of the maximum (NaN is never
-// chosen; a row of only NaN / -inf gives 0) and log_softmax at that index (NaN counted as -inf), as the
-// sampler's greedy path computes them. Saves downloading [R, V] logits when every row is plain greedy.
+// Rows finished where the logits are, as the sampler's plain paths compute them (addon/engine/sampler.cc),
+// so that their [V] logits need not be downloaded:
+//  - greedy rows (inv_temp null or inv_temp[r] == 0): the first index of the maximum (NaN never chosen; a row
+//    of only NaN / -inf gives 0) and log_softmax at it (NaN counted as -inf);
+//  - sampled rows (inv_temp[r] > 0): x = logits * inv_temp (NaN as -inf), e = exp(x - max), Z = sum e, and
+//    the first index (in id order, skipping e = 0) whose running sum exceeds u[r] * Z; logprob x - max - log Z
+//    (at least float32 min).
 struct ArgmaxParams {
-  const float* logits;  // [R, V] f32
-  int32_t* token;       // [R]
-  float* logprob;       // [R]
+  const float* logits;              // [R, V] f32
+  int32_t* token;                   // [R]
+  float* logprob;                   // [R]
   int32_t R, V;
+  const float* inv_temp = nullptr;  // [R] or null (all greedy)
+  const double* u = nullptr;        // [R] uniforms in [0, 1) for the sampled rows
 };
 
 // out = LayerNorm(x + residual) * w + b over each row (biased variance, as torch.nn.LayerNorm); residual

@@ -153,12 +153,27 @@ void log_softmax_row(const float* logits, int32_t V, float* out, float temperatu
   for (int32_t i = 0; i < V; ++i) out[i] = logits[i] * inv_t - m - lz;
 }
 
-bool is_plain_greedy(const SamplingParams& p, const SamplerState& st) {
-  const bool greedy = (p.temperature >= 0.0f && p.temperature < kSamplingEps) || p.top_k == 1;
-  return greedy && p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f &&
+namespace {
+// No penalty, bias or min-token mask changes the logits, and no logprob beyond the chosen token's is asked.
+bool plain_logits(const SamplingParams& p, const SamplerState& st) {
+  return p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f &&
          p.logit_bias.empty() && !(st.num_output < p.min_new_tokens && !st.min_tokens_stop_ids.empty()) &&
          p.top_logprobs_num == 0 && p.token_ids_logprob.empty();
 }
+}  // namespace
+
+bool is_plain_greedy(const SamplingParams& p, const SamplerState& st) {
+  const bool greedy = (p.temperature >= 0.0f && p.temperature < kSamplingEps) || p.top_k == 1;
+  return greedy && plain_logits(p, st);
+}
+
+bool is_plain_sample(const SamplingParams& p, const SamplerState& st, int32_t V) {
+  if (p.temperature >= 0.0f && p.temperature < kSamplingEps) return false;  // greedy
+  const bool all_k = p.top_k <= 0 || p.top_k >= V;
+  return all_k && p.top_p >= 1.0f && p.min_p <= 0.0f && p.temperature > 0.0f && plain_logits(p, st);
+}
+
+double sampler_draw_uniform(SamplerState& st) { return uniform01(st.rng); }
 
 int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerState& st, SampleOutput& out) {
   out.top_logprobs.clear();

@@ -83,6 +83,13 @@ struct SamplerState {
 // effect, no top / token-id logprobs. Such rows can be reduced where the logits are (Backend::logits_argmax).
 bool is_plain_greedy(const SamplingParams& p, const SamplerState& st);
 
+// True when sample_row would draw from the whole temperature-scaled softmax (top_k all, top_p >= 1, min_p 0)
+// with none of the logit changes above and at most the chosen token's logprob: the backend can sample such a
+// row where the logits are, given 1/T and the row's uniform. sampler_draw_uniform makes that draw, the same
+// one (from the same stream) sample_row makes, so a seeded request samples the same tokens either way.
+bool is_plain_sample(const SamplingParams& p, const SamplerState& st, int32_t V);
+double sampler_draw_uniform(SamplerState& st);
+
 struct SampleOutput {
   int32_t token = -1;
   float logprob = 0.0f;                                  // valid when return_logprob

@@ -309,17 +309,32 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   fb.kv_lens = kv_lens.data();
   fb.logit_rows = row_idx.data();
   logits_.resize(size_t(std::max(1, fb.R)) * vocab_);
-  // Plain greedy sampling rows are reduced by the backend (argmax + its logprob): no [V] row comes back.
+  // Plain greedy and plain (whole-vocabulary) sampling rows are finished by the backend where the logits
+  // are: no [V] row comes back. A sampled row's uniform is drawn here, from its own stream, as sample_row
+  // would draw it.
   argmax_only_.assign(rows.size(), 0);
   argmax_token_.resize(rows.size());
   argmax_logprob_.resize(rows.size());
-  for (size_t i = 0; i < rows.size(); ++i)
-    argmax_only_[i] = rows[i].sample && is_plain_greedy(rows[i].q->r.params, rows[i].q->st);
+  row_inv_temp_.assign(rows.size(), 0.0f);
+  row_u_.assign(rows.size(), 0.0);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (!rows[i].sample) continue;
+    Req& q = *rows[i].q;
+    if (is_plain_greedy(q.r.params, q.st)) {
+      argmax_only_[i] = 1;
+    } else if (is_plain_sample(q.r.params, q.st, vocab_)) {
+      argmax_only_[i] = 1;
+      row_inv_temp_[i] = 1.0f / q.r.params.temperature;
+      row_u_[i] = sampler_draw_uniform(q.st);
+    }
+  }
   LogitsOut lo;
   lo.logits = logits_.data();
   lo.argmax_only = argmax_only_.data();
   lo.token = argmax_token_.data();
   lo.logprob = argmax_logprob_.data();
+  lo.inv_temp = row_inv_temp_.data();
+  lo.u = row_u_.data();
   const auto t1 = clock::now();
   model_->forward(fb, kv_, lo);
   const auto t2 = clock::now();

@@ -153,6 +153,8 @@ class Scheduler {
   std::vector<uint8_t> argmax_only_;    // [R] per logits row of the step: reduced by the backend
   std::vector<int32_t> argmax_token_;   // [R]
   std::vector<float> argmax_logprob_;   // [R]
+  std::vector<float> row_inv_temp_;     // [R] 1/T of the rows sampled by the backend, else 0
+  std::vector<double> row_u_;           // [R] their uniforms
   StepTiming timing_;
   int64_t steps_ = 0;
   bool admission_paused_ = false;

@@ -54,7 +54,8 @@ class LlamaModel : public Model {
   void size_scratch(Scratch& s, int T, int R);
   void run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, int R, int max_q_len, int max_kv_len, bool reduce);
   void run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<int32_t>& positions,
-                 const std::vector<int32_t>& slots, bool reduce, const float*& lg, const int32_t*& red);
+                 const std::vector<int32_t>& slots, const LogitsOut& out, const float*& lg, const int32_t*& red);
+  void upload_sampling(Scratch& s, const LogitsOut& out, int R, int stride);
   void deliver(const float* lg, const int32_t* red, int R, const LogitsOut& out);
 
   // Finds a checkpoint tensor and places it on the backend (in place on the CPU; uploaded on CUDA).
@@ -183,11 +184,18 @@ class LlamaModel : public Model {
   std::map<int64_t, GraphSlot> graph_;  // key: padded batch size * 64 + log2(context bucket)
   int red_stride_ = 0;             // rows of the reduced-output layout when it is not R (graph padding)
   std::vector<int32_t> host_pos_, host_slots_, host_meta_, host_pages_, host_red_;
+  std::vector<char> host_sampling_;
 };
 
 // The step's metadata on the device: ids | positions | slots | qo_indptr | kv_indptr | kv_lens | logit_rows
 // | pages. Eager steps pack it tightly; graph steps use fixed offsets for up to G sequences so that a
 // captured graph reads the same addresses every replay.
+// The reduced-rows buffer for n rows: token[n] | logprob[n] | inv_temp[n] | u[n] (double, 8-aligned).
+struct RedLayout {
+  size_t lp, inv, u, bytes;
+  explicit RedLayout(size_t n) : lp(4 * n), inv(8 * n), u((12 * n + 7) / 8 * 8), bytes(u + 8 * n) {}
+};
+
 struct LlamaModel::DevMeta {
   const int32_t *ids, *pos, *slots, *qo, *kvp, *kvlen, *rows, *pages;
 };
@@ -223,7 +231,7 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
   const float* lg = nullptr;
   const int32_t* red = nullptr;
   if (decode) {
-    run_graph(b, kv, positions, slots, out.argmax_only != nullptr, lg, red);
+    run_graph(b, kv, positions, slots, out, lg, red);
   } else {
     const int n_pages = b.kv_indptr[b.B];
     const size_t meta_len = size_t(3 * T + 2 * (b.B + 1) + b.B + b.R + n_pages);
@@ -243,9 +251,10 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
     DevMeta d{meta, meta + T, meta + 2 * T, meta + 3 * T, meta + 3 * T + b.B + 1, meta + 3 * T + 2 * (b.B + 1),
               meta + 3 * T + 2 * (b.B + 1) + b.B, meta + 3 * T + 2 * (b.B + 1) + b.B + b.R};
     size_scratch(eager_, T, b.R);
+    if (out.argmax_only) upload_sampling(eager_, out, b.R, b.R);
     run(d, eager_, kv, b.B, T, b.R, max_q_len, max_kv_len, out.argmax_only != nullptr);
     lg = eager_.logits.as<float>(size_t(b.R) * c.vocab_size);
-    red = eager_.red.as<int32_t>(size_t(2) * b.R);
+    red = static_cast<const int32_t*>(eager_.red.ensure(0));
   }
   if (b.R == 0) return;
   deliver(lg, red, b.R, out);
@@ -267,7 +276,7 @@ void LlamaModel::size_scratch(Scratch& s, int T, int R) {
   s.up.ensure(t * c.intermediate_size * es);
   s.rows.ensure(r * c.hidden_size * es);
   s.logits.ensure(r * c.vocab_size * sizeof(float));
-  s.red.ensure(r * 2 * sizeof(int32_t));
+  s.red.ensure(RedLayout(r).bytes);
 }
 
 // Enqueues the whole forward on the backend: layers, final norm, logits rows (f32) and, when `reduce`, their
@@ -329,8 +338,12 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
   mp.y_f32 = true;
   be_.matmul(mp);
   if (reduce) {
-    int32_t* tok = static_cast<int32_t*>(s.red.ensure(0));
-    be_.logits_argmax({lg, tok, reinterpret_cast<float*>(tok + R), R, c.vocab_size});
+    char* red = static_cast<char*>(s.red.ensure(0));
+    const RedLayout L{size_t(R)};
+    ArgmaxParams ap{lg, reinterpret_cast<int32_t*>(red), reinterpret_cast<float*>(red + L.lp), R, c.vocab_size};
+    ap.inv_temp = reinterpret_cast<const float*>(red + L.inv);
+    ap.u = reinterpret_cast<const double*>(red + L.u);
+    be_.logits_argmax(ap);
   }
 }
 
@@ -339,7 +352,8 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
 // scratch page. The first step of a size runs eagerly (it also sizes the kernels' caches), the second
 // captures, later ones replay.
 void LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<int32_t>& positions,
-                           const std::vector<int32_t>& slots, bool reduce, const float*& lg, const int32_t*& red) {
+                           const std::vector<int32_t>& slots, const LogitsOut& out, const float*& lg,
+                           const int32_t*& red) {
   const ModelConfig& c = config_;
   const int G = opts_.graph_max_bs, P = kv.page_size();
   int bs = 1;
@@ -378,6 +392,7 @@ void LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector
   be_.upload(d, h.data(), head * sizeof(int32_t));
   be_.upload(d + head, pages.data(), pages.size() * sizeof(int32_t));
   DevMeta dm{d, d + G, d + 2 * G, d + 3 * G, d + 4 * G + 1, d + 5 * G + 2, d + 6 * G + 2, d + head};
+  upload_sampling(graph_scratch_, out, b.B, bs);
   // The attention grid (its KV split count) is sized from the longest context, so graphs are kept per
   // (batch size, context bucket): the next power of two >= the longest context, from 256 up to the cap.
   int64_t kv_cap = 256;
@@ -398,11 +413,22 @@ void LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector
     }
     be_.graph_launch(slot.exec);
   }
-  (void)reduce;  // graphs always reduce: the argmax costs little beside the lm_head
+  // Graphs always reduce (the argmax costs little beside the lm_head); deliver() reads what `out` asks.
   lg = static_cast<const float*>(graph_scratch_.logits.ensure(0));
   red = static_cast<const int32_t*>(graph_scratch_.red.ensure(0));
   // s.red holds token[bs] | logprob[bs]: deliver() reads R = b.B rows of a bs-row layout.
   red_stride_ = bs;
+}
+
+// The reduced rows' 1/T and uniforms into s.red (a row of `stride` layout; rows past R, and every row when
+// `out` has none, are greedy: inv_temp 0).
+void LlamaModel::upload_sampling(Scratch& s, const LogitsOut& out, int R, int stride) {
+  const RedLayout L(static_cast<size_t>(stride));
+  std::vector<char>& h = host_sampling_;
+  h.assign(L.bytes - L.inv, 0);
+  if (out.inv_temp) std::memcpy(h.data(), out.inv_temp, size_t(R) * sizeof(float));
+  if (out.u) std::memcpy(h.data() + (L.u - L.inv), out.u, size_t(R) * sizeof(double));
+  be_.upload(static_cast<char*>(s.red.ensure(0)) + L.inv, h.data(), h.size());
 }
 
 // Downloads what `out` asks: (token, logprob) of the reduced rows, the full rows of the rest.

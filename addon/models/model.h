@@ -15,11 +15,15 @@ namespace sgl {
 // Where a step's logits go (host memory). Rows with argmax_only[r] set are reduced on the backend to
 // (token[r], logprob[r]) (Backend::logits_argmax) and their logits are NOT written; the others are written
 // to logits[r * V ..] in full. argmax_only null: every row in full.
+// inv_temp / u (host, [R], or null = all greedy) make reduced rows with inv_temp[r] > 0 sampled instead
+// (ArgmaxParams in backend.h).
 struct LogitsOut {
   float* logits = nullptr;                // [R, V]
   const uint8_t* argmax_only = nullptr;   // [R] or null
   int32_t* token = nullptr;               // [R] (read where argmax_only[r])
   float* logprob = nullptr;               // [R]
+  const float* inv_temp = nullptr;        // [R] or null
+  const double* u = nullptr;              // [R] or null
 };
 
 class Model {

@@ -19,6 +19,7 @@ mk() { [[ -f $models/$1/config.json ]] || python3 bench/make_random_model.py --s
 mk qwen2.5-0.5b-instruct
 run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --out 128 --prefill 4096
 run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,64 --ctx 1024 --out 64 --prefill 1024 --no-graph
+run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,256 --ctx 1024 --out 64 --prefill 1024 --temperature 1
 run python3 bench/gpu/hf_ref.py --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --prefill 4096
 if [[ -z ${SGL_BENCH_SKIP_8B:-} ]]; then
   mk llama-3.1-8b

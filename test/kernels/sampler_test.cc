@@ -542,6 +542,47 @@ void test_logits_argmax() {
   q = p;
   q.min_new_tokens = 3;
   check(!is_plain_greedy(q, make_state(q, {}, {2})), "min_new_tokens masking needs the full row");
+
+  // Sampled rows: with the uniform the scheduler draws (sampler_draw_uniform) and 1/T, the backend picks
+  // what sample_row picks from an identically seeded state, and reports the same logprob.
+  SamplingParams sp;
+  sp.temperature = 0.8f;
+  sp.return_logprob = true;
+  sp.has_seed = true;
+  for (uint32_t seed = 1; seed <= 40; ++seed) {
+    sp.seed = seed;
+    SamplerState a = make_state(sp), b = make_state(sp);
+    check(is_plain_sample(sp, a, V), "temperature only is a plain sample");
+    std::vector<float> row = rand_logits(V, 500 + seed);
+    if (seed == 3) row[7] = std::numeric_limits<float>::quiet_NaN();
+    const double u = sampler_draw_uniform(a);
+    const float inv = 1.0f / sp.temperature;
+    int32_t t = -1;
+    float l = 0.0f;
+    ArgmaxParams ap{row.data(), &t, &l, 1, V};
+    ap.inv_temp = &inv;
+    ap.u = &u;
+    logits_argmax_cpu(ap);
+    SampleOutput o;
+    std::vector<float> copy = row;
+    sample_row(copy.data(), V, sp, b, o);
+    check(t == o.token && l == o.logprob, "backend sampling equals sample_row, seed " + std::to_string(seed) + " (" +
+                                              std::to_string(t) + " vs " + std::to_string(o.token) + ")");
+  }
+  SamplingParams sq = sp;
+  sq.top_p = 0.9f;
+  check(!is_plain_sample(sq, make_state(sq), V), "top_p < 1 stays on the sampler");
+  sq = sp;
+  sq.top_k = 50;
+  check(!is_plain_sample(sq, make_state(sq), V), "top_k stays on the sampler");
+  sq.top_k = V;
+  check(is_plain_sample(sq, make_state(sq), V), "top_k = V is the whole vocabulary");
+  sq = sp;
+  sq.min_p = 0.1f;
+  check(!is_plain_sample(sq, make_state(sq), V), "min_p stays on the sampler");
+  sq = sp;
+  sq.temperature = 0.0f;
+  check(!is_plain_sample(sq, make_state(sq), V), "greedy is not a sample");
 }
 
 }  // namespace
