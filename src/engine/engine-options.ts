@@ -79,7 +79,9 @@ function positiveInt(name: string, v: number): number {
  */
 export function resolveEngineOptions(opts: ServingEngineOptions = {}, cudaAvailable = false): ResolvedEngineOptions {
   const modelPath = opts.modelPath ?? builtinModelDir();
-  const requested = opts.device ?? 'auto';
+  // SGL_DEVICE (as the --device flag's variable) also sets the default here: `npm test` pins the CPU, whose
+  // goldens are exact, on machines that have a GPU too (the GPU has its own suite, npm run test:gpu).
+  const requested = opts.device ?? (process.env.SGL_DEVICE as ServingEngineOptions['device']) ?? 'auto';
   if (requested !== 'auto' && requested !== 'cpu' && requested !== 'cuda') throw new RangeError(`device must be 'auto', 'cpu' or 'cuda', got ${String(requested)}`);
   if (requested === 'cuda' && !cudaAvailable) throw new RangeError("device 'cuda': no CUDA device (or the addon was built without CUDA)");
   const device = requested === 'cpu' ? 'cpu' : requested === 'cuda' || cudaAvailable ? 'cuda' : 'cpu';
