@@ -48,9 +48,15 @@ async function localRuntime(o: ServerOptions, log: Log, progressStream: Progress
   const tokenizerPath = o.tokenizerPath !== null ? resolveModelPath(o.tokenizerPath) : undefined;
   const engine = await ServingEngine.create({ ...o.engine, modelPath: dir, tokenizerPath });
   const info = engine.info;
-  if (o.dtype !== 'auto' && !sameDtype(o.dtype, info.dtype)) {
+  // The CPU computes in the checkpoint's dtype as stored; the GPU converts every checkpoint to bf16.
+  const runs = info.backend === 'cuda' ? 'bfloat16' : info.dtype;
+  if (o.dtype !== 'auto' && !sameDtype(o.dtype, runs)) {
     await engine.close();
-    throw new Error(`--dtype ${o.dtype}: the CPU backend uses the weights as stored (${info.dtype}); use --dtype auto`);
+    throw new Error(
+      info.backend === 'cuda'
+        ? `--dtype ${o.dtype}: the CUDA backend runs bf16; use --dtype auto or bfloat16`
+        : `--dtype ${o.dtype}: the CPU backend uses the weights as stored (${info.dtype}); use --dtype auto`,
+    );
   }
   if (o.contextLength !== null) {
     if (o.contextLength < 1 || o.contextLength > info.contextLength) {
