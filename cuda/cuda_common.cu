@@ -52,4 +52,10 @@ int sgl_sm_count() {
   return n;
 }
 
+void require_bf16(const WeightRef& w, const char* op) {
+  if (w.data && w.dtype != DType::BF16)
+    throw std::runtime_error(std::string(op) + ": CUDA expects a bf16 weight (from place_weight), got " +
+                             dtype_name(w.dtype));
+}
+
 }  // namespace sgl

@@ -4,6 +4,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include "backend/backend.h"
+
 #include <cstddef>
 #include <stdexcept>
 #include <string>
@@ -33,5 +35,9 @@ void* sgl_workspace(size_t bytes);
 
 // Streaming multiprocessor count of the current device (cached).
 int sgl_sm_count();
+
+// Throws "<op>: CUDA expects a bf16 weight (from place_weight), got <dtype>" unless w is bf16 (an absent
+// weight, data null, passes: optional biases).
+void require_bf16(const WeightRef& w, const char* op);
 
 }  // namespace sgl

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "cuda_common.cuh"
+#include "rope_common.cuh"
 #include "ops.h"
 
 namespace sgl {
@@ -44,12 +45,6 @@ int block_for(int64_t work, int cap) {
   if (t < 32) t = 32;
   if (t > cap) t = cap;
   return int(t);
-}
-
-void require_bf16(const WeightRef& w, const char* op) {
-  if (w.dtype != DType::BF16)
-    throw std::runtime_error(std::string(op) + ": CUDA expects a bf16 weight (from place_weight), got " +
-                             dtype_name(w.dtype));
 }
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
@@ -107,23 +102,14 @@ __global__ void rms_norm_kernel(const bf16* x, bf16* residual, bf16* out, const 
 }
 
 // ---- rope: one block per token ------------------------------------------------------------------------
-// cos/sin of pos * inv_freq[i] (the f32 product, as HF rounds it) are computed once per token in double
-// precision (--use_fast_math would turn sincosf into the low-accuracy __sincosf, which is off by far more
-// than bf16 at positions ~1e5), then every (head, pair) of q and k rotates. V = pairs per thread.
+// cos/sin once per token (rope_common.cuh), then every (head, pair) of q and k rotates. V = pairs per thread.
 template <int V>
 __global__ void rope_kernel(bf16* q, bf16* k, const int32_t* positions, const float* inv_freq, int H, int Hkv,
                             int D) {
   extern __shared__ float cs[];  // [half] cos, then [half] sin
   const int half = D / 2;
   const int64_t t = blockIdx.x;
-  const float pos = float(positions[t]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float a = pos * inv_freq[i];
-    double s, c;
-    sincos(double(a), &s, &c);
-    cs[i] = float(c);
-    cs[half + i] = float(s);
-  }
+  rope_cos_sin(cs, float(positions[t]), inv_freq, half);
   __syncthreads();
   using Vec = BVec<V>;
   const int groups = half / V;  // vectors per half head
@@ -214,6 +200,15 @@ __global__ void silu_mul_kernel(const bf16* gate, const bf16* up, bf16* out, int
   if (i < n) out[i] = to_bf(silu_mul1(to_f(gate[i]), to_f(up[i])));
 }
 
+// silu_mul over rows with stride ld (a fused gate|up matmul output), out contiguous [T, I]; one grid row per
+// token.
+__global__ void silu_mul_strided_kernel(const bf16* __restrict__ gate, const bf16* __restrict__ up,
+                                        bf16* __restrict__ out, int I, int64_t ld) {
+  const int64_t t = blockIdx.y;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < I; i += gridDim.x * blockDim.x)
+    out[t * I + i] = to_bf(silu_mul1(to_f(gate[t * ld + i]), to_f(up[t * ld + i])));
+}
+
 }  // namespace
 
 void embed_cuda(const EmbedParams& p) {
@@ -268,7 +263,16 @@ void rope_cuda(const RopeParams& p) {
 }
 
 void silu_mul_cuda(const SiluMulParams& p) {
-  if (p.ld != 0 && p.ld != p.I) return silu_mul_strided_cuda(p);
+  if (p.ld != 0 && p.ld != p.I) {
+    if (p.T <= 0 || p.I <= 0) return;
+    const int threads = 256;
+    const dim3 grid(unsigned((p.I + threads * 4 - 1) / (threads * 4)), unsigned(p.T));
+    silu_mul_strided_kernel<<<grid, threads, 0, sgl_stream()>>>(static_cast<const bf16*>(p.gate),
+                                                               static_cast<const bf16*>(p.up),
+                                                               static_cast<bf16*>(p.out), p.I, int64_t(p.ld));
+    SGL_CUDA_LAUNCH_CHECK();
+    return;
+  }
   const int64_t n = int64_t(p.T) * p.I;
   if (n <= 0) return;
   const bf16* g = static_cast<const bf16*>(p.gate);

@@ -61,10 +61,6 @@ __global__ void gelu_kernel(const bf16* __restrict__ x, bf16* out, int64_t n) {
   }
 }
 
-void require_bf16(const WeightRef& w, const char* what) {
-  if (w.data && w.dtype != DType::BF16) throw std::runtime_error(std::string(what) + ": CUDA expects bf16 weights");
-}
-
 }  // namespace
 
 void layer_norm_cuda(const LayerNormParams& p) {

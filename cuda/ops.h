@@ -14,7 +14,6 @@ void silu_mul_cuda(const SiluMulParams& p);
 void gather_rows_cuda(const GatherRowsParams& p);
 void logits_argmax_cuda(const ArgmaxParams& p);  // cuda/logits.cu
 void qkv_rope_store_cuda(const QkvRopeStoreParams& p);  // cuda/qkv_rope_store.cu
-void silu_mul_strided_cuda(const SiluMulParams& p);     // cuda/qkv_rope_store.cu: ld != I
 void layer_norm_cuda(const LayerNormParams& p);         // cuda/layer_norm_gelu.cu
 void gelu_cuda(const GeluParams& p);
 }  // namespace sgl

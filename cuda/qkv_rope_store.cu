@@ -1,10 +1,10 @@
 // Backend::qkv_rope_store on the GPU: one block per token reads its fused q|k|v projection row, rotates the
-// q and k heads (HF rotate_half pairs (i, i + D/2), cos/sin as rope_cuda computes them: the f32 angle, sincos
-// in double) and writes q to [T, H, D] and k, v straight into the paged cache slot. One launch where the
+// q and k heads (HF rotate_half pairs (i, i + D/2), cos/sin from rope_common.cuh as rope_cuda) and writes q to [T, H, D] and k, v straight into the paged cache slot. One launch where the
 // unfused path had three matmul outputs, rope and kv_store.
 #include <cstdint>
 
 #include "cuda_common.cuh"
+#include "rope_common.cuh"
 #include "ops.h"
 
 namespace sgl {
@@ -19,13 +19,7 @@ __global__ void qkv_rope_store_kernel(const bf16* __restrict__ qkv, bf16* __rest
   extern __shared__ float cs[];  // [half] cos, then [half] sin
   const int half = D / 2;
   const int64_t t = blockIdx.x;
-  const float pos = float(positions[t]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    double s, c;
-    sincos(double(pos * inv_freq[i]), &s, &c);
-    cs[i] = float(c);
-    cs[half + i] = float(s);
-  }
+  rope_cos_sin(cs, float(positions[t]), inv_freq, half);
   __syncthreads();
   const int64_t row = int64_t(H + 2 * Hkv) * D;
   const bf16* src = qkv + t * row;
@@ -54,16 +48,6 @@ __global__ void qkv_rope_store_kernel(const bf16* __restrict__ qkv, bf16* __rest
   for (int64_t j = threadIdx.x; j < kvrow; j += blockDim.x) vc[slot * kvrow + j] = v[j];
 }
 
-// silu(gate) * up over rows with stride ld (a fused gate|up matmul output), out contiguous [T, I].
-__global__ void silu_mul_strided_kernel(const bf16* __restrict__ gate, const bf16* __restrict__ up,
-                                        bf16* __restrict__ out, int I, int64_t ld) {
-  const int64_t t = blockIdx.y;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < I; i += gridDim.x * blockDim.x) {
-    const float g = __bfloat162float(gate[t * ld + i]), u = __bfloat162float(up[t * ld + i]);
-    out[t * I + i] = __float2bfloat16_rn(g / (1.0f + __expf(-g)) * u);
-  }
-}
-
 }  // namespace
 
 void qkv_rope_store_cuda(const QkvRopeStoreParams& p) {
@@ -72,16 +56,6 @@ void qkv_rope_store_cuda(const QkvRopeStoreParams& p) {
   qkv_rope_store_kernel<<<p.T, threads, size_t(p.D) * sizeof(float), sgl_stream()>>>(
       static_cast<const bf16*>(p.qkv), static_cast<bf16*>(p.q), static_cast<bf16*>(p.k_cache),
       static_cast<bf16*>(p.v_cache), p.positions, p.inv_freq, p.slots, p.H, p.Hkv, p.D);
-  SGL_CUDA_LAUNCH_CHECK();
-}
-
-void silu_mul_strided_cuda(const SiluMulParams& p) {
-  if (p.T <= 0 || p.I <= 0) return;
-  const int threads = 256;
-  const dim3 grid(unsigned((p.I + threads * 4 - 1) / (threads * 4)), unsigned(p.T));
-  silu_mul_strided_kernel<<<grid, threads, 0, sgl_stream()>>>(static_cast<const bf16*>(p.gate),
-                                                             static_cast<const bf16*>(p.up), static_cast<bf16*>(p.out),
-                                                             p.I, int64_t(p.ld));
   SGL_CUDA_LAUNCH_CHECK();
 }
 
