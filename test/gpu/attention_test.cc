@@ -22,12 +22,13 @@
 #include "attention.h"
 #include "backend/backend.h"
 #include "cuda_common.cuh"
+#include "gpu_check.h"
 
 using namespace sgl;
+using gpu_check::report;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
 
 uint16_t f2bf(float f) {
   uint32_t u;
@@ -72,11 +73,6 @@ T* to_device(const std::vector<T>& v) {
   return d;
 }
 
-void report(const std::string& name, bool ok, const std::string& detail) {
-  std::printf("%s %s %s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.c_str());
-  std::fflush(stdout);
-  (ok ? g_passed : g_failed)++;
-}
 
 void run_case(const Case& c, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -277,16 +273,9 @@ std::vector<Case> all_cases() {
 }  // namespace
 
 int main() {
-  int n_dev = 0;
-  if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev == 0) {
-    cudaGetLastError();
-    std::printf("no CUDA device: skipped\n");
-    std::printf("0 passed, 0 failed\n");
-    return 0;
-  }
+  if (!gpu_check::cuda_or_skip()) return 0;
   const std::vector<Case> cases = all_cases();
   uint32_t seed = 1000;
   for (const Case& c : cases) run_case(c, seed++);
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
+  return gpu_check::summary();
 }

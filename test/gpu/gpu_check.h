@@ -10,10 +10,14 @@ namespace gpu_check {
 
 inline int g_pass = 0, g_fail = 0;
 
-inline void check(bool ok, const std::string& what) {
-  std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
+// One check: "PASS|FAIL name[ detail]", flushed so that a crash later still shows it.
+inline void report(const std::string& name, bool ok, const std::string& detail) {
+  std::printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.empty() ? "" : " ", detail.c_str());
+  std::fflush(stdout);
   (ok ? g_pass : g_fail)++;
 }
+
+inline void check(bool ok, const std::string& what) { report(what, ok, ""); }
 
 // The CUDA backend, or null after printing the skip summary (the caller returns 0).
 inline const sgl::Backend* cuda_or_skip() {

@@ -25,12 +25,13 @@
 #include "backend/backend.h"
 #include "cpu/convert.h"
 #include "cuda_common.cuh"
+#include "gpu_check.h"
 
 using namespace sgl;
+using gpu_check::report;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
 const Backend* CU = nullptr;
 const Backend* CPU = nullptr;
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
@@ -46,11 +47,6 @@ std::string fmt(const char* f, ...) {
   return buf;
 }
 
-void report(const std::string& name, bool ok, const std::string& detail) {
-  std::printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.empty() ? "" : " ", detail.c_str());
-  std::fflush(stdout);
-  (ok ? g_passed : g_failed)++;
-}
 
 // Runs one group of checks; an exception is one failed check named after the group.
 void guarded(const std::string& name, const std::function<void()>& body) {
@@ -653,12 +649,8 @@ void test_graph_capture() {
 }  // namespace
 
 int main() {
-  CU = cuda_backend();
-  if (!CU) {
-    std::printf("no CUDA device: skipped\n");
-    std::printf("0 passed, 0 failed\n");
-    return 0;
-  }
+  CU = gpu_check::cuda_or_skip();
+  if (!CU) return 0;
   CPU = &cpu_backend();
   char dev[320] = "";
   cudaDeviceProp prop;
@@ -678,6 +670,5 @@ int main() {
   test_logits_argmax();
   test_graph_capture();
 
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
+  return gpu_check::summary();
 }
