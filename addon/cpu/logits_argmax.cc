@@ -37,7 +37,9 @@ void argmax_row(const float* x, int32_t V, int32_t& token, float& logprob) {
 }
 // The sampler's whole-vocabulary path: the same float exponentials, summed in double in id order.
 void sample_row_plain(const float* logits, int32_t V, float inv_t, double u, int32_t& token, float& logprob) {
-  std::vector<float> x(static_cast<size_t>(V));
+  thread_local std::vector<float> x, e;  // per worker: no allocation per row and step
+  x.resize(static_cast<size_t>(V));
+  e.resize(static_cast<size_t>(V));
   float m = kNegInfF;
   for (int32_t i = 0; i < V; ++i) {
     const float v = logits[i];
@@ -49,7 +51,6 @@ void sample_row_plain(const float* logits, int32_t V, float inv_t, double u, int
     logprob = kFloor;
     return;
   }
-  std::vector<float> e(static_cast<size_t>(V));
   double z = 0.0;
   for (int32_t i = 0; i < V; ++i) z += double(e[size_t(i)] = std::exp(x[size_t(i)] - m));
   const double target = u * z;

@@ -53,10 +53,11 @@ class LlamaModel : public Model {
   };
   void size_scratch(Scratch& s, int T, int R);
   void run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, int R, int max_q_len, int max_kv_len, bool reduce);
-  void run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<int32_t>& positions,
-                 const std::vector<int32_t>& slots, const LogitsOut& out, const float*& lg, const int32_t*& red);
+  int run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<int32_t>& positions,
+                const std::vector<int32_t>& slots, int32_t max_kv_len, const LogitsOut& out, const float*& lg,
+                const int32_t*& red);
   void upload_sampling(Scratch& s, const LogitsOut& out, int R, int stride);
-  void deliver(const float* lg, const int32_t* red, int R, const LogitsOut& out);
+  void deliver(const float* lg, const int32_t* red, int R, int stride, const LogitsOut& out);
 
   // Finds a checkpoint tensor and places it on the backend (in place on the CPU; uploaded on CUDA).
   WeightRef place(const WeightRef& host, const std::vector<int64_t>& shape) {
@@ -182,7 +183,6 @@ class LlamaModel : public Model {
     bool warm = false;     // this (batch size, context bucket) has run once eagerly
   };
   std::map<int64_t, GraphSlot> graph_;  // key: padded batch size * 64 + log2(context bucket)
-  int red_stride_ = 0;             // rows of the reduced-output layout when it is not R (graph padding)
   std::vector<int32_t> host_pos_, host_slots_, host_meta_, host_pages_, host_red_;
   std::vector<char> host_sampling_;
 };
@@ -230,8 +230,9 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
   for (int i = 0; decode && i < b.R; ++i) decode = b.logit_rows[i] == i;
   const float* lg = nullptr;
   const int32_t* red = nullptr;
+  int stride = b.R;  // rows of the reduced-output layout (a graph's padded batch size)
   if (decode) {
-    run_graph(b, kv, positions, slots, out, lg, red);
+    stride = run_graph(b, kv, positions, slots, max_kv_len, out, lg, red);
   } else {
     const int n_pages = b.kv_indptr[b.B];
     const size_t meta_len = size_t(3 * T + 2 * (b.B + 1) + b.B + b.R + n_pages);
@@ -257,7 +258,7 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
     red = static_cast<const int32_t*>(eager_.red.ensure(0));
   }
   if (b.R == 0) return;
-  deliver(lg, red, b.R, out);
+  deliver(lg, red, b.R, stride, out);
 }
 
 // Sizes every scratch buffer for T tokens and R logits rows (they only grow).
@@ -268,8 +269,10 @@ void LlamaModel::size_scratch(Scratch& s, int T, int R) {
   s.x.ensure(t * c.hidden_size * es);
   s.res.ensure(t * c.hidden_size * es);
   s.q.ensure(t * c.num_heads * c.head_dim * es);
-  s.k.ensure(t * c.num_kv_heads * c.head_dim * es);
-  s.v.ensure(t * c.num_kv_heads * c.head_dim * es);
+  if (!fuse_) {  // the fused path's k and v go from the qkv rows straight into the cache
+    s.k.ensure(t * c.num_kv_heads * c.head_dim * es);
+    s.v.ensure(t * c.num_kv_heads * c.head_dim * es);
+  }
   s.attn.ensure(t * c.num_heads * c.head_dim * es);
   s.gate.ensure(t * c.intermediate_size * es * (fuse_ ? 2 : 1));
   if (fuse_) s.qkv.ensure(t * size_t(c.num_heads + 2 * c.num_kv_heads) * c.head_dim * es);
@@ -350,10 +353,10 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
 // A decode step through a CUDA graph captured for the padded batch size: the metadata goes to fixed offsets
 // of a buffer sized for G = graph_max_bs sequences; padding sequences decode one token into the KV cache's
 // scratch page. The first step of a size runs eagerly (it also sizes the kernels' caches), the second
-// captures, later ones replay.
-void LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<int32_t>& positions,
-                           const std::vector<int32_t>& slots, const LogitsOut& out, const float*& lg,
-                           const int32_t*& red) {
+// captures, later ones replay. Returns the padded batch size (the stride of the reduced outputs).
+int LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<int32_t>& positions,
+                          const std::vector<int32_t>& slots, int32_t max_kv_len, const LogitsOut& out,
+                          const float*& lg, const int32_t*& red) {
   const ModelConfig& c = config_;
   const int G = opts_.graph_max_bs, P = kv.page_size();
   int bs = 1;
@@ -397,8 +400,6 @@ void LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector
   // (batch size, context bucket): the next power of two >= the longest context, from 256 up to the cap.
   int64_t kv_cap = 256;
   int kv_log = 8;
-  int32_t max_kv_len = 0;
-  for (int i = 0; i < b.B; ++i) max_kv_len = std::max(max_kv_len, b.kv_lens[i]);
   while (kv_cap < max_kv_len) kv_cap *= 2, ++kv_log;
   const int max_kv = int(std::min<int64_t>(kv_cap, cap_tokens));
   GraphSlot& slot = graph_[int64_t(bs) * 64 + kv_log];
@@ -417,7 +418,7 @@ void LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector
   lg = static_cast<const float*>(graph_scratch_.logits.ensure(0));
   red = static_cast<const int32_t*>(graph_scratch_.red.ensure(0));
   // s.red holds token[bs] | logprob[bs]: deliver() reads R = b.B rows of a bs-row layout.
-  red_stride_ = bs;
+  return bs;
 }
 
 // The reduced rows' 1/T and uniforms into s.red (a row of `stride` layout; rows past R, and every row when
@@ -432,10 +433,8 @@ void LlamaModel::upload_sampling(Scratch& s, const LogitsOut& out, int R, int st
 }
 
 // Downloads what `out` asks: (token, logprob) of the reduced rows, the full rows of the rest.
-void LlamaModel::deliver(const float* lg, const int32_t* red, int R, const LogitsOut& out) {
+void LlamaModel::deliver(const float* lg, const int32_t* red, int R, int stride, const LogitsOut& out) {
   const size_t V = size_t(config_.vocab_size);
-  const int stride = red_stride_ > 0 ? red_stride_ : R;
-  red_stride_ = 0;
   if (!out.argmax_only) {
     be_.download(out.logits, lg, size_t(R) * V * sizeof(float));
     return;
