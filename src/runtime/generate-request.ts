@@ -9,6 +9,7 @@
 //  - the body does not match the schema (pydantic): RuntimeError(400, ..., 'openai');
 //  - normalisation refuses it (ValueError): RuntimeError(400, ..., 'error').
 import { RuntimeError, type GenerateReqInput } from './runtime-service.js';
+import { isInt, isIntList, pyRepr } from './py-format.js';
 
 /** One engine request (one input; n samples of it when sampling_params.n > 1). */
 export interface NormalizedInput {
@@ -63,13 +64,8 @@ const UNSUPPORTED_KEYS = [
 const schemaError = (msg: string): RuntimeError => new RuntimeError(400, msg, 'openai');
 const valueError = (msg: string): RuntimeError => new RuntimeError(400, msg, 'error');
 
-const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
-const isIntList = (x: unknown): x is number[] => Array.isArray(x) && x.every(isInt);
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 const present = (v: unknown): boolean => v !== undefined && v !== null && v !== false && !(Array.isArray(v) && v.length === 0);
-
-/** Python's repr of a list of strings, for SGLang's duplicate-rid message. */
-const pyStrList = (xs: readonly string[]): string => `[${xs.map((s) => `'${s}'`).join(', ')}]`;
 
 function checkSchema(req: Record<string, unknown>): void {
   const bad = (key: string, what: string) => schemaError(`1 validation error for GenerateReqInput: '${key}' must be ${what}.`);
@@ -170,7 +166,7 @@ export function normalizeGenerateRequest(body: unknown): NormalizedGenerate {
   if (new Set(given).size !== given.length) {
     const seen = new Set<string>();
     const dups = [...new Set(given.filter((r) => (seen.has(r) ? true : (seen.add(r), false))))];
-    throw valueError(`Duplicate request IDs detected within the request: ${pyStrList(dups)}`);
+    throw valueError(`Duplicate request IDs detected within the request: ${pyRepr(dups)}`);
   }
 
   // _normalize_sampling_params

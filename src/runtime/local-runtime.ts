@@ -20,6 +20,7 @@ import { EngineRequestError, SamplingParamsError, type GenerateChunk, type Gener
 import { projectRoot } from '../native/addon.js';
 import { normalizeGenerateRequest, type NormalizedGenerate, type NormalizedInput } from './generate-request.js';
 import { RuntimeMetrics, type EngineLoad } from './metrics.js';
+import { isInt, pyRepr, pyTypeName } from './py-format.js';
 import {
   RuntimeError,
   type AbortReq,
@@ -134,24 +135,6 @@ function requestError(err: unknown, format: 'error' | 'openai' = 'error'): unkno
   return err;
 }
 
-const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isInteger(x);
-
-/** Python's type() name of a JSON value, for messages that quote it as SGLang does ("<class 'str'>"). */
-function pyTypeName(v: unknown): string {
-  const name = v === null || v === undefined ? 'NoneType' : typeof v === 'string' ? 'str' : typeof v === 'boolean' ? 'bool'
-    : typeof v === 'number' ? (Number.isInteger(v) ? 'int' : 'float') : Array.isArray(v) ? 'list' : 'dict';
-  return `<class '${name}'>`;
-}
-
-/** Python's repr() of a JSON value (lists and scalars as SGLang's f-strings print them). */
-function pyRepr(v: unknown): string {
-  if (v === null || v === undefined) return 'None';
-  if (typeof v === 'boolean') return v ? 'True' : 'False';
-  if (typeof v === 'string') return `'${v.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-  if (typeof v === 'number') return String(v);
-  if (Array.isArray(v)) return `[${v.map(pyRepr).join(', ')}]`;
-  return `{${Object.entries(v as Record<string, unknown>).map(([k, x]) => `${pyRepr(k)}: ${pyRepr(x)}`).join(', ')}}`;
-}
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class LocalRuntime implements RuntimeService {
