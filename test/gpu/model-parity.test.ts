@@ -4,8 +4,8 @@
 // radix cache (a cached prefix gives what a cold run gives) on the GPU. The largest errors are printed
 // (PARITY lines).
 // Why 0.1 and not 2e-2: the goldens are float32 compute on the bf16 weights, and the GPU stores activations in
-// bf16 (as SGLang does). Rounding every activation to bf16 in the float32 CPU backend gives 0.080 on
-// qwen2-tiny's prompt logprobs; the GPU gives 0.078 (stories260k: 0.046, its f32 weights rounded to bf16 as
+// bf16 (as SGLang does). Rounding every activation to bf16 in the float32 CPU backend (bench/bf16-emulation)
+// gives 0.080 on qwen2-tiny's prompt logprobs; the GPU gives 0.078 (stories260k: 0.046, its f32 weights rounded to bf16 as
 // well; cuda/NOTES.md). No single rounding point dominates, so only f32 activations would reach 2e-2; a broken
 // kernel shows as errors of order 1.
 import { test } from 'node:test';
