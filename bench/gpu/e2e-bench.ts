@@ -7,7 +7,8 @@
 // Prints `E2E <name> decode B <b> ctx <c> tok_s <x> forward_tok_s <y>` and `E2E <name> prefill <n> tok_s <x>`.
 //
 // Usage: node dist/bench/gpu/e2e-bench.js --model DIR --name NAME [--batches 1,8,64,256] [--ctx 1024]
-//        [--out 128] [--prefill 4096] [--no-graph] [--temperature T]
+//        [--out 128] [--prefill 4096] [--no-graph] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
+//        [--repetition-penalty R] (a filter or a penalty takes the rows off the whole-vocabulary path)
 import { loadAddon, type NativeEngine, type NativeStepOutput } from '../../src/native/addon.js';
 
 function arg(name: string, dflt: string): string {
@@ -23,6 +24,12 @@ const outLen = Number(arg('out', '128'));
 const prefill = Number(arg('prefill', '4096'));
 const noGraph = process.argv.includes('--no-graph'); // every step eager (to measure what the graphs save)
 const temperature = Number(arg('temperature', '0')); // 0: greedy; > 0: sampled (on the GPU: whole-vocabulary sampling)
+const topK = Number(arg('top-k', '-1'));
+const topP = Number(arg('top-p', '1'));
+const minP = Number(arg('min-p', '0'));
+const repetitionPenalty = Number(arg('repetition-penalty', '1'));
+const filtered = topK > 0 || topP < 1 || minP > 0 || repetitionPenalty !== 1;
+const label = `${noGraph ? ' (no graphs)' : ''}${temperature > 0 ? ` (sampled, T ${temperature}${filtered ? `, top_k ${topK}, top_p ${topP}, min_p ${minP}, rep ${repetitionPenalty}` : ''})` : ''}`;
 if (!modelPath) throw new Error('--model DIR is required');
 
 function randomPrompt(vocab: number, n: number, seed: number): Int32Array {
@@ -63,8 +70,8 @@ class Bench {
     return new Promise((resolve) => {
       this.waiting.set(rid, resolve);
       this.engine.submit({
-        rid, inputIds: prompt, maxNewTokens: maxNew, minNewTokens: 0, temperature, topP: 1, topK: -1, minP: 0,
-        frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1, ignoreEos: true, stopTokenIds: new Int32Array(0),
+        rid, inputIds: prompt, maxNewTokens: maxNew, minNewTokens: 0, temperature, topP, topK, minP,
+        frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty, ignoreEos: true, stopTokenIds: new Int32Array(0),
         seed: null, returnLogprob: false, topLogprobsNum: 0, tokenIdsLogprob: null, logprobStartLen: -1,
       });
     });
@@ -85,7 +92,7 @@ async function main(): Promise<void> {
     const tokens = decode.reduce((a, s) => a + s.batchSize, 0);
     const loopS = decode.reduce((a, s) => a + s.loopUs, 0) / 1e6;
     const fwdS = decode.reduce((a, s) => a + s.forwardUs, 0) / 1e6;
-    console.log(`E2E ${name}${noGraph ? ' (no graphs)' : ''}${temperature > 0 ? ` (sampled, T ${temperature})` : ''} decode B ${B} ctx ${ctx} tok_s ${(tokens / loopS).toFixed(0)} forward_tok_s ${(tokens / fwdS).toFixed(0)} steps ${decode.length}`);
+    console.log(`E2E ${name}${label} decode B ${B} ctx ${ctx} tok_s ${(tokens / loopS).toFixed(0)} forward_tok_s ${(tokens / fwdS).toFixed(0)} steps ${decode.length}`);
   }
   for (let rep = 0; rep < 2; rep++) {
     bench.steps = [];

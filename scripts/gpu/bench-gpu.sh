@@ -4,6 +4,8 @@
 # ops, device copy bandwidth), then the end-to-end engine on random-weight models of real shapes
 # (bench/make_random_model.py) beside the same forward in transformers. Prints a table last.
 #   SGL_BENCH_MODELS=/tmp/sgl-models (where the random models are written)  SGL_BENCH_SKIP_8B=1 (skip Llama-3.1-8B)
+#   SGL_BENCH_QUICK=1: only the Qwen2.5-0.5B engine runs (greedy, whole-vocabulary sampling, filtered sampling),
+#   no kernel benchmarks, no transformers reference, no 8B (a short device budget)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 models=${SGL_BENCH_MODELS:-/tmp/sgl-models}
@@ -11,17 +13,23 @@ log=$(mktemp)
 exe() { ls build/$1 build/Release/$1 2>/dev/null | head -1; }
 run() { echo "\$ $*" >&2; "$@" 2>&1 | tee -a "$log"; }
 
-[[ -n $(exe attention_bench) ]] && run "$(exe attention_bench)"
-run python3 bench/gpu/sdpa_ref.py
-[[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
+quick=${SGL_BENCH_QUICK:-}
+if [[ -z $quick ]]; then
+  [[ -n $(exe attention_bench) ]] && run "$(exe attention_bench)"
+  run python3 bench/gpu/sdpa_ref.py
+  [[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
+fi
 
 mk() { [[ -f $models/$1/config.json ]] || python3 bench/make_random_model.py --shape "$1" --out "$models/$1" --device cuda >&2; }
 mk qwen2.5-0.5b-instruct
-run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --out 128 --prefill 4096
-run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,64 --ctx 1024 --out 64 --prefill 1024 --no-graph
-run node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,256 --ctx 1024 --out 64 --prefill 1024 --temperature 1
-run python3 bench/gpu/hf_ref.py --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --prefill 4096
-if [[ -z ${SGL_BENCH_SKIP_8B:-} ]]; then
+q05=(node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --ctx 1024)
+run "${q05[@]}" --batches 1,8,64,256 --out 128 --prefill 4096
+[[ -z $quick ]] && run "${q05[@]}" --batches 1,64 --out 64 --prefill 1024 --no-graph
+run "${q05[@]}" --batches 1,256 --out 64 --prefill 1024 --temperature 1
+# top-k / top-p / min-p and a penalty: the rows the whole-vocabulary path cannot take
+run "${q05[@]}" --batches 1,64,256 --out 64 --prefill 1024 --temperature 0.8 --top-k 50 --top-p 0.9 --min-p 0.02 --repetition-penalty 1.1
+[[ -z $quick ]] && run python3 bench/gpu/hf_ref.py --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --prefill 4096
+if [[ -z ${SGL_BENCH_SKIP_8B:-} && -z $quick ]]; then
   mk llama-3.1-8b
   run node dist/bench/gpu/e2e-bench.js --model "$models/llama-3.1-8b" --name llama-3.1-8b --batches 1 --ctx 1024 --out 64 --prefill 4096
   run python3 bench/gpu/hf_ref.py --model "$models/llama-3.1-8b" --name llama-3.1-8b --batches 1 --ctx 1024 --prefill 4096

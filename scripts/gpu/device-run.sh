@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine (bare: no Node, no npm): unpacks .gpu/ (scripts/gpu/pack.sh), builds the addon with the
 # CUDA backend, then runs `npm run test:gpu` and/or `npm run bench:gpu` equivalents. Logs go to $OUT.
-#   bash scripts/gpu/device-run.sh test|bench|all
+#   bash scripts/gpu/device-run.sh test|bench|all|quick   (quick: test + SGL_BENCH_QUICK=1 bench)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 what=${1:-all}
@@ -19,6 +19,10 @@ echo "build: $(( $(date +%s) - t0 )) s"
 rc=0
 if [[ $what == test || $what == all ]]; then
   bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
+fi
+if [[ $what == quick ]]; then
+  bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
+  SGL_BENCH_QUICK=1 bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
 fi
 if [[ $what == bench || $what == all ]]; then
   bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
