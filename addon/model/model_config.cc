@@ -8,7 +8,7 @@
 
 namespace sgl {
 
-static const char* kSupported[] = {"LlamaForCausalLM", "Qwen2ForCausalLM"};
+static const char* kSupported[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "XLMRobertaForSequenceClassification"};
 
 bool model_architecture_supported(const std::string& arch) {
   for (const char* a : kSupported)
@@ -98,7 +98,21 @@ ModelConfig model_config_load(const std::string& dir) {
     throw std::runtime_error(path + ": num_attention_heads " + std::to_string(c.num_heads) +
                              " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
   if (c.head_dim % 2 != 0) throw std::runtime_error(path + ": head_dim must be even for rotary embeddings");
-  if (c.hidden_act != "silu") throw std::runtime_error(path + ": unsupported hidden_act \"" + c.hidden_act + "\"");
+  c.is_encoder = c.architecture == "XLMRobertaForSequenceClassification";
+  if (c.is_encoder) {
+    // transformers' XLMRobertaConfig: gelu by default, LayerNorm eps 1e-12, one token type, labels from
+    // id2label (num_labels when written), 2 by default.
+    c.hidden_act = cfg.str_or("hidden_act", "gelu");
+    c.layer_norm_eps = cfg.num_or("layer_norm_eps", 1e-12);
+    c.type_vocab_size = int(cfg.int_or("type_vocab_size", 2));
+    c.num_labels = cfg["id2label"].is_object() ? int(cfg["id2label"].size()) : int(cfg.int_or("num_labels", 2));
+    if (c.num_labels <= 0) throw std::runtime_error(path + ": \"id2label\" is empty");
+    if (c.hidden_act != "gelu" && c.hidden_act != "gelu_new" && c.hidden_act != "gelu_pytorch_tanh")
+      throw std::runtime_error(path + ": unsupported hidden_act \"" + c.hidden_act + "\" (supported: gelu, gelu_new, gelu_pytorch_tanh)");
+    if (c.type_vocab_size <= 0) throw std::runtime_error(path + ": \"type_vocab_size\" must be positive");
+  } else if (c.hidden_act != "silu") {
+    throw std::runtime_error(path + ": unsupported hidden_act \"" + c.hidden_act + "\"");
+  }
   if (c.architecture == "Qwen2ForCausalLM") {
     c.qkv_bias = true;  // Qwen2 attention always has q/k/v biases, no config key
   } else {

@@ -27,6 +27,12 @@ struct ModelConfig {
   int num_heads = 0, num_kv_heads = 0, head_dim = 0, vocab_size = 0;
   int max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;
+  double layer_norm_eps = 1e-12;  // encoder models (XLM-RoBERTa): layer_norm_eps
+  int num_labels = 0;             // *ForSequenceClassification: the classifier's outputs (id2label size)
+  int type_vocab_size = 0;        // encoder models: token type embeddings
+  bool is_encoder = false;        // bidirectional encoder (XLM-RoBERTa); no KV kept between steps
+  // Width of a logits row the model delivers: the classifier's labels for sequence classifiers, else vocab.
+  int logits_width() const { return num_labels > 0 ? num_labels : vocab_size; }
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // Qwen2 always; Llama when attention_bias
   bool o_bias = false;    // Llama attention_bias

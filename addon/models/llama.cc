@@ -457,10 +457,13 @@ void LlamaModel::deliver(const float* lg, const int32_t* red, int R, int stride,
 
 }  // namespace
 
+std::unique_ptr<Model> xlmr_create(const ModelConfig& config, const Checkpoint& ckpt, const Backend& backend);  // xlmr.cc
+
 std::unique_ptr<Model> model_create(const ModelConfig& config, const Checkpoint& ckpt, const Backend& backend,
                                     const ModelRunOptions& opts) {
   if (config.architecture == "LlamaForCausalLM" || config.architecture == "Qwen2ForCausalLM")
     return std::make_unique<LlamaModel>(config, ckpt, backend, opts);
+  if (config.architecture == "XLMRobertaForSequenceClassification") return xlmr_create(config, ckpt, backend);
   throw std::runtime_error("unknown architecture \"" + config.architecture + "\"");
 }
 

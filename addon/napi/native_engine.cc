@@ -520,6 +520,11 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       if (num_pages_opt == 0 && &be == &cpu_backend()) type_error(env, "numPages", "must be positive on the CPU backend");
       core->backend = &be;
       core->config = std::make_unique<ModelConfig>(model_config_load(dir));
+      // Sequence classifiers (the XLM-R cross-encoder) have no next-token logits to generate from; their
+      // serving path (/v1/rerank) is not wired into the engine yet.
+      if (core->config->num_labels > 0)
+        throw std::runtime_error(dir + ": " + core->config->architecture +
+                                 " is a sequence classifier; the serving engine does not run it yet");
       core->ckpt = std::make_unique<Checkpoint>(dir);
       core->run_opts = run_opts;
       core->model = model_create(*core->config, *core->ckpt, be, run_opts);

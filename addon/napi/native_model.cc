@@ -58,6 +58,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   }
 
   // forward({tokenIds, qoIndptr, kvIndptr, kvPageIndices, kvLens, logitRows}) -> Float32Array [R * V]
+  // (V = the classifier's labels for a sequence classifier: ModelConfig::logits_width)
   Napi::Value forward(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     check_open(env);
@@ -78,7 +79,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     b.kv_page_indices = pages.Data();
     b.kv_lens = kvlen.Data();
     b.logit_rows = rows.Data();
-    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(b.R) * config_->vocab_size);
+    Napi::Float32Array out = Napi::Float32Array::New(env, size_t(b.R) * config_->logits_width());
     try {
       LogitsOut lo;
       lo.logits = out.Data();
