@@ -242,6 +242,7 @@ const Backend* cuda_backend() {
         qkv_rope_store_cuda,
         layer_norm_cuda,
         gelu_cuda,
+        sample_rows_cuda,
     };
     return &b;
   }();

@@ -16,4 +16,5 @@ void logits_argmax_cuda(const ArgmaxParams& p);  // cuda/logits.cu
 void qkv_rope_store_cuda(const QkvRopeStoreParams& p);  // cuda/qkv_rope_store.cu
 void layer_norm_cuda(const LayerNormParams& p);         // cuda/layer_norm_gelu.cu
 void gelu_cuda(const GeluParams& p);
+void sample_rows_cuda(const SampleRowsParams& p);  // cuda/sampling.cu
 }  // namespace sgl

@@ -139,6 +139,53 @@ struct ArgmaxParams {
   const double* u = nullptr;        // [R] uniforms in [0, 1) for the sampled rows
 };
 
+// One sparse change of a logits row, as the sampler's penalties make them (addon/engine/sampler.cc,
+// sampler_logit_edits): l = l > 0 ? l / value : l * value (repetition), l -= value (frequency + presence),
+// l = -inf (min_new_tokens stop ids), l += value (logit_bias). A row's edits come in that op order; within
+// each of the first three ops a token appears at most once (logit_bias may repeat one: applied in order).
+enum : int32_t { kLogitEditRepetition = 0, kLogitEditSubtract = 1, kLogitEditMask = 2, kLogitEditBias = 3 };
+struct LogitEdit {
+  int32_t token;  // in [0, V)
+  int32_t op;     // kLogitEdit*
+  float value;
+};
+
+constexpr int32_t kSampleMaxTopN = 64;  // most top logprobs a sample_rows row returns
+constexpr int32_t kSampleReturnLogprob = 1;  // SampleRowsParams::flags bit
+
+// Sampling rows finished where the logits are, exactly as sample_row (addon/engine/sampler.cc) finishes a
+// row after its uniform is drawn: the edits, then x = logits * inv_temp (NaN as -inf), e = exp(x - max);
+// ranks sorted by x descending, ties by lower id; greedy rows (top_k 1) take rank 0. Others keep ranks
+// r < min(top_k, max(1, #{e >= min_p})) whose exclusive cumulative share of sum(e) is <= top_p (top_p < 1)
+// and draw the first kept rank whose running sum exceeds u * (kept sum); with top_p >= 1 and every token
+// kept they walk ids in order instead (as sample_row does). Logprobs (flags & kSampleReturnLogprob):
+// log_softmax(x) for greedy rows or top_p >= 1, else x renormalised over the top-p nucleus of the whole
+// vocabulary (top-k / min-p not applied) and float32 min outside it (clamped so for non-greedy rows).
+// All arrays are the backend's memory; sampled row r is logits row rows[r].
+struct SampleRowsParams {
+  float* logits;                // [*, V] f32; the sampled rows are edited in place
+  const int32_t* rows;          // [R] logits row of each sampled row
+  int32_t R, V;                 // V < 2^23 (the kernel's fixed-point masses)
+  const float* inv_temp;        // [R] 1 / temperature (1 for greedy rows)
+  const int32_t* top_k;         // [R] in [1, V]; 1 = greedy
+  const float* top_p;           // [R]
+  const float* min_p;           // [R] (<= 0: off)
+  const double* u;              // [R] uniform in [0, 1) (unused for greedy rows)
+  const int32_t* flags;         // [R] kSampleReturnLogprob
+  const int32_t* top_n;         // [R] in [0, min(V, kSampleMaxTopN)]: top logprobs wanted
+  const int32_t* edit_indptr;   // [R + 1] row r's edits: edits[edit_indptr[r] .. edit_indptr[r + 1])
+  const LogitEdit* edits;       // [edit_indptr[R]]
+  const int32_t* ids_indptr;    // [R + 1] row r's token_ids_logprob ids: ids[ids_indptr[r] ..)
+  const int32_t* ids;           // [ids_indptr[R]] (any value; outside [0, V) reports float32 min)
+  int32_t* token;               // [R] out
+  float* logprob;               // [R] out: the chosen token's (computed whatever the flag)
+  int32_t* status;              // [R] out: 0, or 1 when every logit is NaN / -inf (token 0, logprob float32
+                                //   min, no top / id logprobs: sample_row's answer)
+  int32_t* top_ids;             // [R, kSampleMaxTopN] out: the first top_n[r] entries, best first
+  float* top_lps;               // [R, kSampleMaxTopN] out
+  float* ids_lps;               // [ids_indptr[R]] out, aligned with ids (written when the flag is set)
+};
+
 // out = LayerNorm(x + residual) * w + b over each row (biased variance, as torch.nn.LayerNorm); residual
 // may be null. For post-norm encoders (XLM-RoBERTa): the residual add and the norm in one pass. out may
 // alias x.
@@ -195,6 +242,8 @@ struct Backend {
   void (*qkv_rope_store)(const QkvRopeStoreParams&);
   void (*layer_norm)(const LayerNormParams&);
   void (*gelu)(const GeluParams&);
+  // Null where the model should keep sampling on the host (the CPU: sample_row over the logits in place).
+  void (*sample_rows)(const SampleRowsParams&);
 };
 
 const Backend& cpu_backend();

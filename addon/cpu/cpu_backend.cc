@@ -58,6 +58,8 @@ const Backend& cpu_backend() {
       qkv_rope_store_cpu,
       layer_norm_cpu,
       gelu_cpu,
+      nullptr,  // sample_rows: the CPU samples over the logits in place (sample_row); sample_rows_cpu is the
+                // reference the CUDA kernel is checked against
   };
   return b;
 }

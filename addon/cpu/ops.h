@@ -20,6 +20,9 @@ void logits_argmax_cpu(const ArgmaxParams& p);
 void qkv_rope_store_cpu(const QkvRopeStoreParams& p);
 void layer_norm_cpu(const LayerNormParams& p);
 void gelu_cpu(const GeluParams& p);
+// Backend::sample_rows as the CPU sampler computes it (addon/cpu/sample_rows.cc): the reference of the CUDA
+// kernel. Not in the CPU table: there the scheduler runs sample_row over the logits directly.
+void sample_rows_cpu(const SampleRowsParams& p);
 
 // Per-ISA kernels behind the dispatching ops; the threading stays in the baseline files. Call the
 // SIMD ones only when cpu_max_isa() allows them.

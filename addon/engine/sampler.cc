@@ -116,31 +116,46 @@ void sampler_state_append(SamplerState& st, int32_t token) {
   st.num_output += 1;
 }
 
-void apply_penalties(float* logits, int32_t V, const SamplingParams& p, const SamplerState& st) {
+void sampler_logit_edits(const SamplingParams& p, const SamplerState& st, int32_t V, std::vector<LogitEdit>& out) {
+  auto add = [&](int32_t t, int32_t op, float v) {
+    if (t >= 0 && t < V) out.push_back(LogitEdit{t, op, v});
+  };
   const float rp = p.repetition_penalty;
   if (rp != 1.0f) {
-    auto scale = [&](int32_t t) {
-      if (t < 0 || t >= V) return;
-      float& l = logits[t];
-      l = l > 0.0f ? l / rp : l * rp;
-    };
-    for (const auto& kv : st.output_counts) scale(kv.first);
+    for (const auto& kv : st.output_counts) add(kv.first, kLogitEditRepetition, rp);
     if (p.repetition_penalty_counts_prompt)
       for (int32_t t : st.prompt_tokens)
-        if (!st.output_counts.count(t)) scale(t);
+        if (!st.output_counts.count(t)) add(t, kLogitEditRepetition, rp);
   }
   if (p.frequency_penalty != 0.0f || p.presence_penalty != 0.0f) {
     for (const auto& kv : st.output_counts) {
-      if (kv.first < 0 || kv.first >= V || kv.second <= 0) continue;
-      logits[kv.first] -= p.frequency_penalty * float(kv.second) + p.presence_penalty;
+      if (kv.second <= 0) continue;
+      add(kv.first, kLogitEditSubtract, p.frequency_penalty * float(kv.second) + p.presence_penalty);
     }
   }
-  if (st.num_output < p.min_new_tokens) {
-    for (int32_t t : st.min_tokens_stop_ids)
-      if (t >= 0 && t < V) logits[t] = kNegInf;
+  if (st.num_output < p.min_new_tokens)
+    for (int32_t t : st.min_tokens_stop_ids) add(t, kLogitEditMask, 0.0f);
+  for (const auto& [t, b] : p.logit_bias) add(t, kLogitEditBias, b);  // sampling_batch_info.py: after the penalties
+}
+
+void apply_logit_edits(float* logits, const LogitEdit* edits, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    float& l = logits[edits[i].token];
+    const float v = edits[i].value;
+    switch (edits[i].op) {
+      case kLogitEditRepetition: l = l > 0.0f ? l / v : l * v; break;
+      case kLogitEditSubtract: l -= v; break;
+      case kLogitEditMask: l = kNegInf; break;
+      default: l += v; break;
+    }
   }
-  for (const auto& [t, b] : p.logit_bias)  // sampling_batch_info.py: added after the penalties
-    if (t >= 0 && t < V) logits[t] += b;
+}
+
+void apply_penalties(float* logits, int32_t V, const SamplingParams& p, const SamplerState& st) {
+  static thread_local std::vector<LogitEdit> edits;
+  edits.clear();
+  sampler_logit_edits(p, st, V, edits);
+  apply_logit_edits(logits, edits.data(), edits.size());
 }
 
 void log_softmax_row(const float* logits, int32_t V, float* out, float temperature) {
@@ -175,11 +190,7 @@ bool is_plain_sample(const SamplingParams& p, const SamplerState& st, int32_t V)
 
 double sampler_draw_uniform(SamplerState& st) { return uniform01(st.rng); }
 
-int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerState& st, SampleOutput& out) {
-  out.top_logprobs.clear();
-  out.token_ids_logprobs.clear();
-  apply_penalties(logits, V, p, st);
-
+RowSpec sampler_row_spec(const SamplingParams& p, int32_t V) {
   // sampling_params.py normalisation
   float T = p.temperature;
   int64_t top_k = p.top_k;
@@ -188,12 +199,33 @@ int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerSta
     top_k = 1;
   }
   if (top_k <= 0 || top_k > V) top_k = V;
-  const bool greedy = top_k == 1;
-  if (greedy) T = 1.0f;  // greedy rows report log_softmax of the penalized logits
-  const double top_p = double(p.top_p);
+  RowSpec s;
+  s.top_k = int32_t(top_k);
+  if (s.greedy()) T = 1.0f;  // greedy rows report log_softmax of the penalized logits
+  s.inv_t = 1.0f / T;
+  s.top_p = p.top_p;
+  s.min_p = p.min_p;
+  s.return_logprob = p.return_logprob;
+  s.top_logprobs_num = std::min(std::max(p.top_logprobs_num, 0), V);
+  s.token_ids = p.token_ids_logprob.data();
+  s.n_token_ids = int32_t(p.token_ids_logprob.size());
+  return s;
+}
+
+namespace {
+
+// sample_row after the penalties. The uniform comes from st's stream when st is set (drawn only where it is
+// used), else it is u.
+int32_t sample_core(const float* logits, int32_t V, const RowSpec& spec, SamplerState* st, double u_given,
+                    SampleOutput& out) {
+  out.top_logprobs.clear();
+  out.token_ids_logprobs.clear();
+  const int64_t top_k = spec.top_k;
+  const bool greedy = spec.greedy();
+  const double top_p = double(spec.top_p);
   const bool use_top_p = !greedy && top_p < 1.0;
 
-  if (greedy && !p.return_logprob) {  // the common fast path: one pass, no copies, no exponentials
+  if (greedy && !spec.return_logprob) {  // the common fast path: one pass, no copies, no exponentials
     // Max over 8 independent lanes (NaN compares false, so it is never chosen), then the first index of it.
     float lane[8] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
     int32_t i = 0;
@@ -214,7 +246,7 @@ int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerSta
   s.e.resize(size_t(V));
   float* x = s.x.data();
   float* e = s.e.data();
-  const float inv_t = 1.0f / T;
+  const float inv_t = spec.inv_t;
   float m = kNegInf;
   for (int32_t i = 0; i < V; ++i) {
     float v = logits[i];
@@ -250,13 +282,13 @@ int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerSta
   } else {
     // kept set = sorted ranks r < L, with L = min(top_k, #{p >= min_p * p_max}), then the top-p prefix.
     size_t L = size_t(top_k);
-    const float minp_e = p.min_p > 0.0f ? p.min_p : 0.0f;  // p_i >= min_p * p_max  <=>  e_i >= min_p
+    const float minp_e = spec.min_p > 0.0f ? spec.min_p : 0.0f;  // p_i >= min_p * p_max  <=>  e_i >= min_p
     if (minp_e > 0.0f) {
       size_t c = 0;
       for (int32_t i = 0; i < V; ++i) c += e[i] >= minp_e;
       L = std::min(L, std::max<size_t>(c, 1));
     }
-    const double u = uniform01(st.rng);
+    const double u = st ? uniform01(st->rng) : u_given;
     if (use_top_p || L < size_t(V)) {
       // sorted candidate prefix: a bounded heap scan when L is small, else the lazily sorted full ranking
       const int32_t* cand;
@@ -318,7 +350,7 @@ int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerSta
   }
   out.token = token;
 
-  if (p.return_logprob) {
+  if (spec.return_logprob) {
     // Distribution reported: log_softmax(x) (greedy, or top_p >= 1), else renormalized over the top-p nucleus.
     size_t Kp = size_t(V);
     double S = Z;
@@ -337,17 +369,28 @@ int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerSta
       return greedy ? v : std::max(v, kLogprobFloor);  // sampled rows: clamp(min=finfo.min)
     };
     out.logprob = lp(token);
-    if (p.top_logprobs_num > 0) {
+    if (spec.top_logprobs_num > 0) {
       Ranker& r = ranker();
-      size_t N = std::min<size_t>(size_t(p.top_logprobs_num), size_t(V));
+      size_t N = std::min<size_t>(size_t(spec.top_logprobs_num), size_t(V));
       r.ensure(N);
       out.top_logprobs.reserve(N);
       for (size_t j = 0; j < N; ++j) out.top_logprobs.emplace_back(r.idx[j], lp(r.idx[j]));
     }
-    out.token_ids_logprobs.reserve(p.token_ids_logprob.size());
-    for (int32_t t : p.token_ids_logprob) out.token_ids_logprobs.push_back(lp(t));
+    out.token_ids_logprobs.reserve(size_t(spec.n_token_ids));
+    for (int32_t j = 0; j < spec.n_token_ids; ++j) out.token_ids_logprobs.push_back(lp(spec.token_ids[j]));
   }
   return token;
+}
+
+}  // namespace
+
+int32_t sample_row_u(const float* logits, int32_t V, const RowSpec& s, double u, SampleOutput& out) {
+  return sample_core(logits, V, s, nullptr, u, out);
+}
+
+int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerState& st, SampleOutput& out) {
+  apply_penalties(logits, V, p, st);
+  return sample_core(logits, V, sampler_row_spec(p, V), &st, 0.0, out);
 }
 
 }  // namespace sgl

@@ -42,6 +42,8 @@
 #include <utility>
 #include <vector>
 
+#include "backend/backend.h"  // LogitEdit
+
 namespace sgl {
 
 constexpr float kSamplingEps = 1e-6f;
@@ -110,6 +112,34 @@ int32_t sample_row(float* logits, int32_t V, const SamplingParams& p, SamplerSta
 
 // Step 1 of sample_row alone (exposed for tests / other callers).
 void apply_penalties(float* logits, int32_t V, const SamplingParams& p, const SamplerState& st);
+
+// apply_penalties as a list of sparse edits, appended to `out` in the order they apply (the op order of
+// LogitEdit in backend.h: repetition scales, then frequency / presence subtractions, then the min_new_tokens
+// mask, then logit_bias additions; tokens outside [0, V) dropped). apply_penalties is exactly
+// sampler_logit_edits followed by apply_logit_edits, so a backend given these edits penalizes bit-for-bit
+// as the CPU does.
+void sampler_logit_edits(const SamplingParams& p, const SamplerState& st, int32_t V, std::vector<LogitEdit>& out);
+void apply_logit_edits(float* logits, const LogitEdit* edits, size_t n);
+
+// sample_row's per-row parameters after the sampling_params.py normalisation (what a backend needs to finish
+// the row where the logits are).
+struct RowSpec {
+  float inv_t = 1.0f;     // 1 / temperature (1 for greedy rows)
+  int32_t top_k = 1;      // in [1, V]; 1 = greedy
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  bool return_logprob = false;
+  int32_t top_logprobs_num = 0;         // clamped to [0, V]
+  const int32_t* token_ids = nullptr;   // [n_token_ids] for token_ids_logprobs
+  int32_t n_token_ids = 0;
+  bool greedy() const { return top_k == 1; }
+};
+RowSpec sampler_row_spec(const SamplingParams& p, int32_t V);
+
+// sample_row after the penalties, over an already penalized row, with the row's uniform given: u is used
+// only where sample_row would draw it (a non-greedy row whose logits are not all NaN / -inf). sample_row is
+// apply_penalties + this with u = sampler_draw_uniform(st) drawn at that point. Does not modify logits.
+int32_t sample_row_u(const float* logits, int32_t V, const RowSpec& s, double u, SampleOutput& out);
 
 // Full log_softmax(logits / temperature) of a row into out[V] (temperature 1 = raw; prompt-logprob use).
 void log_softmax_row(const float* logits, int32_t V, float* out, float temperature = 1.0f);

@@ -155,6 +155,19 @@ class Scheduler {
   std::vector<float> argmax_logprob_;   // [R]
   std::vector<float> row_inv_temp_;     // [R] 1/T of the rows sampled by the backend, else 0
   std::vector<double> row_u_;           // [R] their uniforms
+  // Rows sampled by Backend::sample_rows (argmax_only_ == kRowDeviceSample): their descriptors (host), in
+  // row order, and the outputs forward() fills. dev_index_[i]: row i's index among them.
+  struct DeviceRows {
+    std::vector<int32_t> rows, top_k, flags, top_n, edit_indptr, ids_indptr, ids;
+    std::vector<float> inv_temp, top_p, min_p;
+    std::vector<double> u;
+    std::vector<LogitEdit> edits;
+    std::vector<std::mt19937_64> rng_before;  // each row's stream before its uniform (restored if unused)
+    std::vector<int32_t> token, status, top_ids;
+    std::vector<float> logprob, top_lps, ids_lps;
+    SampleRowsParams params{};
+  } dev_;
+  std::vector<int32_t> dev_index_;
   StepTiming timing_;
   int64_t steps_ = 0;
   bool admission_paused_ = false;

@@ -27,7 +27,7 @@ class LlamaModel : public Model {
  public:
   LlamaModel(const ModelConfig& cfg, const Checkpoint& ck, const Backend& be, const ModelRunOptions& opts)
       : Model(cfg), be_(be), opts_(opts), fuse_(&be != &cpu_backend() && be.qkv_rope_store != nullptr),
-        eager_(be), graph_scratch_(be) {
+        eager_(be), graph_scratch_(be), samp_(be) {
     try {
       load(ck);
     } catch (...) {
@@ -39,6 +39,7 @@ class LlamaModel : public Model {
   ~LlamaModel() override { release(); }
 
   void forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) override;
+  bool can_sample_rows() const override { return be_.sample_rows != nullptr && config_.vocab_size < (1 << 23); }
 
  private:
   struct DevMeta;
@@ -58,6 +59,7 @@ class LlamaModel : public Model {
                 const int32_t*& red);
   void upload_sampling(Scratch& s, const LogitsOut& out, int R, int stride);
   void deliver(const float* lg, const int32_t* red, int R, int stride, const LogitsOut& out);
+  void sample_on_device(const float* lg, const SampleRowsParams& h);
 
   // Finds a checkpoint tensor and places it on the backend (in place on the CPU; uploaded on CUDA).
   WeightRef place(const WeightRef& host, const std::vector<int64_t>& shape) {
@@ -185,6 +187,8 @@ class LlamaModel : public Model {
   std::map<int64_t, GraphSlot> graph_;  // key: padded batch size * 64 + log2(context bucket)
   std::vector<int32_t> host_pos_, host_slots_, host_meta_, host_pages_, host_red_;
   std::vector<char> host_sampling_;
+  DeviceBuffer samp_;                 // sample_rows' inputs | outputs (eager, never captured by a graph)
+  std::vector<char> host_samp_in_, host_samp_out_;
 };
 
 // The step's metadata on the device: ids | positions | slots | qo_indptr | kv_indptr | kv_lens | logit_rows
@@ -258,6 +262,7 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
     red = static_cast<const int32_t*>(eager_.red.ensure(0));
   }
   if (b.R == 0) return;
+  if (out.sample && out.sample->R > 0) sample_on_device(lg, *out.sample);
   deliver(lg, red, b.R, stride, out);
 }
 
@@ -430,6 +435,82 @@ void LlamaModel::upload_sampling(Scratch& s, const LogitsOut& out, int R, int st
   if (out.inv_temp) std::memcpy(h.data(), out.inv_temp, size_t(R) * sizeof(float));
   if (out.u) std::memcpy(h.data() + (L.u - L.inv), out.u, size_t(R) * sizeof(double));
   be_.upload(static_cast<char*>(s.red.ensure(0)) + L.inv, h.data(), h.size());
+}
+
+// Backend::sample_rows over the step's logits (device rows lg[r * V ..], a graph's included: its row r is
+// batch row r) for the rows `h` describes in host memory: its inputs packed into one upload, one eager
+// launch after whatever the stream holds (the lm_head, a graph replay), its outputs in one download. Not
+// captured in graphs: the edit and id lists change size every step.
+void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
+  const size_t R = size_t(h.R), E = size_t(h.edit_indptr[h.R]), NI = size_t(h.ids_indptr[h.R]);
+  const size_t TN = size_t(kSampleMaxTopN);
+  size_t off = 0;
+  auto take = [&](size_t bytes) {
+    const size_t at = off;
+    off = (off + bytes + 7) / 8 * 8;
+    return at;
+  };
+  // inputs
+  const size_t o_rows = take(4 * R), o_inv = take(4 * R), o_k = take(4 * R), o_p = take(4 * R), o_minp = take(4 * R),
+               o_u = take(8 * R), o_flags = take(4 * R), o_topn = take(4 * R), o_eptr = take(4 * (R + 1)),
+               o_iptr = take(4 * (R + 1)), o_edits = take(sizeof(LogitEdit) * E), o_ids = take(4 * NI);
+  const size_t in_bytes = off;
+  // outputs
+  const size_t o_tok = take(4 * R), o_lp = take(4 * R), o_st = take(4 * R), o_tid = take(4 * R * TN),
+               o_tlp = take(4 * R * TN), o_ilp = take(4 * NI);
+  const size_t out_bytes = off - in_bytes;
+  std::vector<char>& in = host_samp_in_;
+  in.assign(in_bytes, 0);
+  auto put = [&](size_t at, const void* src, size_t bytes) {
+    if (bytes) std::memcpy(in.data() + at, src, bytes);
+  };
+  put(o_rows, h.rows, 4 * R);
+  put(o_inv, h.inv_temp, 4 * R);
+  put(o_k, h.top_k, 4 * R);
+  put(o_p, h.top_p, 4 * R);
+  put(o_minp, h.min_p, 4 * R);
+  put(o_u, h.u, 8 * R);
+  put(o_flags, h.flags, 4 * R);
+  put(o_topn, h.top_n, 4 * R);
+  put(o_eptr, h.edit_indptr, 4 * (R + 1));
+  put(o_iptr, h.ids_indptr, 4 * (R + 1));
+  put(o_edits, h.edits, sizeof(LogitEdit) * E);
+  put(o_ids, h.ids, 4 * NI);
+  char* d = static_cast<char*>(samp_.ensure(off));
+  be_.upload(d, in.data(), in_bytes);
+  SampleRowsParams p = h;
+  p.logits = const_cast<float*>(lg);
+  p.rows = reinterpret_cast<const int32_t*>(d + o_rows);
+  p.inv_temp = reinterpret_cast<const float*>(d + o_inv);
+  p.top_k = reinterpret_cast<const int32_t*>(d + o_k);
+  p.top_p = reinterpret_cast<const float*>(d + o_p);
+  p.min_p = reinterpret_cast<const float*>(d + o_minp);
+  p.u = reinterpret_cast<const double*>(d + o_u);
+  p.flags = reinterpret_cast<const int32_t*>(d + o_flags);
+  p.top_n = reinterpret_cast<const int32_t*>(d + o_topn);
+  p.edit_indptr = reinterpret_cast<const int32_t*>(d + o_eptr);
+  p.ids_indptr = reinterpret_cast<const int32_t*>(d + o_iptr);
+  p.edits = reinterpret_cast<const LogitEdit*>(d + o_edits);
+  p.ids = reinterpret_cast<const int32_t*>(d + o_ids);
+  p.token = reinterpret_cast<int32_t*>(d + o_tok);
+  p.logprob = reinterpret_cast<float*>(d + o_lp);
+  p.status = reinterpret_cast<int32_t*>(d + o_st);
+  p.top_ids = reinterpret_cast<int32_t*>(d + o_tid);
+  p.top_lps = reinterpret_cast<float*>(d + o_tlp);
+  p.ids_lps = reinterpret_cast<float*>(d + o_ilp);
+  be_.sample_rows(p);
+  std::vector<char>& o = host_samp_out_;
+  o.resize(out_bytes);
+  be_.download(o.data(), d + in_bytes, out_bytes);
+  auto get = [&](void* dst, size_t at, size_t bytes) {
+    if (bytes) std::memcpy(dst, o.data() + (at - in_bytes), bytes);
+  };
+  get(h.token, o_tok, 4 * R);
+  get(h.logprob, o_lp, 4 * R);
+  get(h.status, o_st, 4 * R);
+  get(h.top_ids, o_tid, 4 * R * TN);
+  get(h.top_lps, o_tlp, 4 * R * TN);
+  get(h.ids_lps, o_ilp, 4 * NI);
 }
 
 // Downloads what `out` asks: (token, logprob) of the reduced rows, the full rows of the rest.

@@ -12,18 +12,29 @@
 
 namespace sgl {
 
-// Where a step's logits go (host memory). Rows with argmax_only[r] set are reduced on the backend to
-// (token[r], logprob[r]) (Backend::logits_argmax) and their logits are NOT written; the others are written
-// to logits[r * V ..] in full. argmax_only null: every row in full.
+// Values of LogitsOut::argmax_only[r].
+constexpr uint8_t kRowFull = 0;          // the [V] logits row is written to logits[r * V ..]
+constexpr uint8_t kRowArgmax = 1;        // reduced by Backend::logits_argmax to (token[r], logprob[r])
+constexpr uint8_t kRowDeviceSample = 2;  // finished by Backend::sample_rows as LogitsOut::sample describes
+
+// Where a step's logits go (host memory). Rows with argmax_only[r] == kRowArgmax are reduced on the backend
+// to (token[r], logprob[r]) (Backend::logits_argmax) and their logits are NOT written; rows marked
+// kRowDeviceSample are sampled by Backend::sample_rows (not written either); the others are written to
+// logits[r * V ..] in full. argmax_only null: every row in full.
 // inv_temp / u (host, [R], or null = all greedy) make reduced rows with inv_temp[r] > 0 sampled instead
 // (ArgmaxParams in backend.h).
+// sample: the kRowDeviceSample rows (only where Model::can_sample_rows()), as a SampleRowsParams whose
+// pointers are all HOST memory: rows[] are logits row indices in [0, R) (ascending), `logits` is unused, and
+// the output arrays are filled by forward(). The model uploads the inputs in one buffer, runs sample_rows on
+// its logits after the lm_head and downloads only the outputs.
 struct LogitsOut {
   float* logits = nullptr;                // [R, V]
   const uint8_t* argmax_only = nullptr;   // [R] or null
-  int32_t* token = nullptr;               // [R] (read where argmax_only[r])
+  int32_t* token = nullptr;               // [R] (read where argmax_only[r] == kRowArgmax)
   float* logprob = nullptr;               // [R]
   const float* inv_temp = nullptr;        // [R] or null
   const double* u = nullptr;              // [R] or null
+  const SampleRowsParams* sample = nullptr;  // host description of the kRowDeviceSample rows, or null
 };
 
 class Model {
@@ -33,6 +44,8 @@ class Model {
   // Runs one step: stores this step's K/V into `kv` and delivers the next-token logits of the batch's
   // logit rows as `out` asks.
   virtual void forward(const ForwardBatch& batch, KvCache& kv, const LogitsOut& out) = 0;
+  // True when forward() honours LogitsOut::sample (kRowDeviceSample rows): a backend with sample_rows.
+  virtual bool can_sample_rows() const { return false; }
 
  protected:
   explicit Model(ModelConfig config) : config_(std::move(config)) {}
