@@ -3,6 +3,7 @@
 //   D = 64 / 128, max_q_len == 1  -> split-KV decode (attention_decode.cu)
 //   D = 64 / 128, otherwise       -> FlashAttention-2-style prefill, any mix of q_len (attention_prefill.cu)
 //   any other D (multiple of 8, <= 256) -> generic_kernel below
+//   the float32 table (attention_cuda_f32): every shape -> generic_kernel<float> (f32 q/k/v/out)
 //
 // Nothing here allocates, synchronizes or reads device memory on the host (CUDA-graph capturable once the
 // one-time per-kernel attribute setup and the workspace growth have happened).
@@ -24,9 +25,11 @@ constexpr int kGenericMaxD = 256;
 // One warp per (query row, head); a block takes kGenericWarps consecutive rows of one sequence and head.
 // Keys in steps of 32, one per lane: the lane computes its score over the whole row (16-byte loads), the
 // warp updates the online softmax, then accumulates P V with each lane owning dims lane, lane + 32, ...
+// E: bf16 (the default table) or float (the float32 table); the math is f32 either way.
+template <typename E>
 __global__ void __launch_bounds__(kGenericWarps * 32)
-    generic_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k_cache,
-                   const __nv_bfloat16* __restrict__ v_cache, __nv_bfloat16* __restrict__ out,
+    generic_kernel(const E* __restrict__ q, const E* __restrict__ k_cache, const E* __restrict__ v_cache,
+                   E* __restrict__ out,
                    const int32_t* __restrict__ qo_indptr, const int32_t* __restrict__ kv_indptr,
                    const int32_t* __restrict__ page_ids, const int32_t* __restrict__ kv_lens, int H, int Hkv, int D,
                    int P, float scale_log2, int causal) {
@@ -46,7 +49,7 @@ __global__ void __launch_bounds__(kGenericWarps * 32)
   const int32_t* seq_pages = page_ids + kv_indptr[b];
   const int64_t tok = int64_t(q_begin + i) * H + h;
 
-  for (int d = lane; d < D; d += 32) sq[warp][d] = __bfloat162float(q[tok * D + d]);
+  for (int d = lane; d < D; d += 32) sq[warp][d] = to_f(q[tok * D + d]);
   __syncwarp();
 
   float m_run = -INFINITY, l_part = 0.0f;
@@ -60,16 +63,28 @@ __global__ void __launch_bounds__(kGenericWarps * 32)
     int64_t off = 0;
     if (key < n_keys) {
       off = (int64_t(seq_pages[key / P]) * P + key % P) * row_stride + head_off;
-      const uint4* kr = reinterpret_cast<const uint4*>(k_cache + off);
       float dot = 0.0f;
-      for (int c = 0; c < D / 8; c++) {
-        const uint4 raw = kr[c];
-        const __nv_bfloat162* kv2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
+      if constexpr (sizeof(E) == 2) {
+        const uint4* kr = reinterpret_cast<const uint4*>(k_cache + off);
+        for (int c = 0; c < D / 8; c++) {
+          const uint4 raw = kr[c];
+          const __nv_bfloat162* kv2 = reinterpret_cast<const __nv_bfloat162*>(&raw);
 #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const float2 f = __bfloat1622float2(kv2[e]);
-          dot = fmaf(f.x, sq[warp][c * 8 + 2 * e], dot);
-          dot = fmaf(f.y, sq[warp][c * 8 + 2 * e + 1], dot);
+          for (int e = 0; e < 4; e++) {
+            const float2 f = __bfloat1622float2(kv2[e]);
+            dot = fmaf(f.x, sq[warp][c * 8 + 2 * e], dot);
+            dot = fmaf(f.y, sq[warp][c * 8 + 2 * e + 1], dot);
+          }
+        }
+      } else {
+        // f32 rows: D % 8 == 0 and the row offset is a multiple of D elements, so 16-byte loads are aligned.
+        const float4* kr = reinterpret_cast<const float4*>(k_cache + off);
+        for (int c = 0; c < D / 4; c++) {
+          const float4 f = kr[c];
+          dot = fmaf(f.x, sq[warp][c * 4], dot);
+          dot = fmaf(f.y, sq[warp][c * 4 + 1], dot);
+          dot = fmaf(f.z, sq[warp][c * 4 + 2], dot);
+          dot = fmaf(f.w, sq[warp][c * 4 + 3], dot);
         }
       }
       s = dot * scale_log2;
@@ -89,11 +104,11 @@ __global__ void __launch_bounds__(kGenericWarps * 32)
     for (int jj = 0; jj < n; jj++) {
       const float pj = __shfl_sync(0xffffffffu, pv, jj);
       const int64_t oj = __shfl_sync(0xffffffffu, off, jj);
-      const __nv_bfloat16* vr = v_cache + oj;
+      const E* vr = v_cache + oj;
 #pragma unroll
       for (int x = 0; x < kDPL; x++) {
         const int d = lane + 32 * x;
-        if (d < D) o[x] = fmaf(pj, __bfloat162float(vr[d]), o[x]);
+        if (d < D) o[x] = fmaf(pj, to_f(vr[d]), o[x]);
       }
     }
   }
@@ -104,35 +119,51 @@ __global__ void __launch_bounds__(kGenericWarps * 32)
 #pragma unroll
   for (int x = 0; x < kDPL; x++) {
     const int d = lane + 32 * x;
-    if (d < D) out[tok * D + d] = __float2bfloat16_rn(o[x] * inv);
+    if (d < D) out[tok * D + d] = from_f<E>(o[x] * inv);
   }
+}
+
+template <typename E>
+void launch_generic_t(const AttentionParams& p) {
+  const dim3 grid((p.max_q_len + kGenericWarps - 1) / kGenericWarps, p.H, p.B);
+  generic_kernel<E><<<grid, kGenericWarps * 32, 0, sgl_stream()>>>(
+      static_cast<const E*>(p.q), static_cast<const E*>(p.k_cache), static_cast<const E*>(p.v_cache),
+      static_cast<E*>(p.out), p.qo_indptr, p.kv_indptr, p.kv_page_indices, p.kv_lens, p.H, p.Hkv, p.D, p.P,
+      p.scale * kLog2e, p.causal ? 1 : 0);
+  SGL_CUDA_LAUNCH_CHECK();
+}
+
+void check_shape(const AttentionParams& p, const char* op) {
+  if (p.Hkv <= 0 || p.H % p.Hkv != 0 || p.D <= 0 || p.D % 8 != 0 || p.D > kGenericMaxD || p.P <= 0)
+    throw std::invalid_argument(std::string(op) + ": unsupported shape H=" + std::to_string(p.H) +
+                                " Hkv=" + std::to_string(p.Hkv) + " D=" + std::to_string(p.D) +
+                                " P=" + std::to_string(p.P));
 }
 
 }  // namespace
 
-void launch_generic(const AttentionParams& p) {
-  const dim3 grid((p.max_q_len + kGenericWarps - 1) / kGenericWarps, p.H, p.B);
-  generic_kernel<<<grid, kGenericWarps * 32, 0, sgl_stream()>>>(
-      static_cast<const __nv_bfloat16*>(p.q), static_cast<const __nv_bfloat16*>(p.k_cache),
-      static_cast<const __nv_bfloat16*>(p.v_cache), static_cast<__nv_bfloat16*>(p.out), p.qo_indptr, p.kv_indptr,
-      p.kv_page_indices, p.kv_lens, p.H, p.Hkv, p.D, p.P, p.scale * kLog2e, p.causal ? 1 : 0);
-  SGL_CUDA_LAUNCH_CHECK();
-}
+void launch_generic(const AttentionParams& p) { launch_generic_t<__nv_bfloat16>(p); }
 
 }  // namespace attn
 
 void attention_cuda(const AttentionParams& p) {
   if (p.B <= 0 || p.T <= 0 || p.H <= 0 || p.max_q_len <= 0) return;
-  if (p.Hkv <= 0 || p.H % p.Hkv != 0 || p.D <= 0 || p.D % 8 != 0 || p.D > attn::kGenericMaxD || p.P <= 0)
-    throw std::invalid_argument("attention_cuda: unsupported shape H=" + std::to_string(p.H) +
-                                " Hkv=" + std::to_string(p.Hkv) + " D=" + std::to_string(p.D) +
-                                " P=" + std::to_string(p.P));
+  attn::check_shape(p, "attention_cuda");
   if (p.D == 64 || p.D == 128) {
     if (p.max_q_len == 1) attn::launch_decode_tc(p);
     else attn::launch_prefill_tc(p);
   } else {
     attn::launch_generic(p);
   }
+}
+
+// The float32 table: decode and prefill alike through the CUDA-core kernel (one warp per query row and head;
+// exact f32 storage, f32 online softmax). Slower than the tensor-core kernels, which are bf16-only: this is
+// the correctness mode.
+void attention_cuda_f32(const AttentionParams& p) {
+  if (p.B <= 0 || p.T <= 0 || p.H <= 0 || p.max_q_len <= 0) return;
+  attn::check_shape(p, "attention_cuda_f32");
+  attn::launch_generic_t<float>(p);
 }
 
 }  // namespace sgl

@@ -6,4 +6,6 @@
 
 namespace sgl {
 void attention_cuda(const AttentionParams& p);
+// The float32 table's attention: f32 q/k/v/out, every shape through the CUDA-core kernel (attention.cu).
+void attention_cuda_f32(const AttentionParams& p);
 }  // namespace sgl

@@ -1,6 +1,6 @@
-// The CUDA Backend table (addon/backend/backend.h) on device 0: memory management, weight placement
-// (upload + conversion to bf16), and the ops of elementwise.cu, matmul.cu, attention*.cu, logits.cu and
-// graphs.cu. Everything but place_weight is enqueued on sgl_stream(); download, sync and to_f32 wait for it.
+// The CUDA Backend tables (addon/backend/backend.h) on device 0, bf16 (cuda_backend) and float32
+// (cuda_backend_f32): memory management, weight placement (upload + conversion to bf16, or to f32), and the
+// ops of elementwise.cu, matmul.cu, attention*.cu, logits.cu and graphs.cu. Everything but place_weight is enqueued on sgl_stream(); download, sync and to_f32 wait for it.
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -68,6 +68,15 @@ __global__ void convert_to_bf16_kernel(const void* __restrict__ src, uint16_t* _
     dst[i] = src_f16 ? f32_bits_to_bf16(f16_bits_to_f32(static_cast<const uint16_t*>(src)[i]))
                      : f32_bits_to_bf16(static_cast<const uint32_t*>(src)[i]);
   }
+}
+
+// dst[i] = f32(src[i]) for n elements of BF16 (src_f16 false) or F16 raw bits (the float32 table's weights):
+// both widen exactly.
+__global__ void convert_to_f32_kernel(const uint16_t* __restrict__ src, uint32_t* __restrict__ dst, int64_t n,
+                                      bool src_f16) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    dst[i] = src_f16 ? f16_bits_to_f32(src[i]) : uint32_t(src[i]) << 16;
 }
 
 // bf16 -> f32 is the bits shifted up: exact for every pattern, NaN payloads and subnormals included.
@@ -143,16 +152,17 @@ Staging& staging() {
   return *s;
 }
 
-WeightRef cuda_place_weight(const WeightRef& host, size_t count) {
-  if (!host.data) return WeightRef{nullptr, DType::BF16};
+// Places `host` as a device weight of dtype `out` (BF16: the default table; F32: the float32 table).
+WeightRef place_weight_as(const WeightRef& host, size_t count, DType out_dt) {
+  if (!host.data) return WeightRef{nullptr, out_dt};
   if (host.dtype != DType::F32 && host.dtype != DType::BF16 && host.dtype != DType::F16)
     throw std::runtime_error(std::string("place_weight: unsupported weight dtype ") + dtype_name(host.dtype));
-  const size_t out_bytes = count * 2;
+  const size_t out_bytes = count * dtype_size(out_dt);
   void* dst = cuda_alloc(out_bytes);  // clears the error on failure: it would resurface at the next launch check
   if (!dst)
     throw std::runtime_error("place_weight: out of device memory for a weight of " + std::to_string(out_bytes) +
                              " bytes");
-  if (count == 0) return WeightRef{dst, DType::BF16};
+  if (count == 0) return WeightRef{dst, out_dt};
 
   Staging& s = staging();
   std::lock_guard<std::mutex> lock(s.mu);
@@ -162,7 +172,7 @@ WeightRef cuda_place_weight(const WeightRef& host, size_t count) {
       if (!s.pinned[b]) SGL_CUDA_CHECK(cudaHostAlloc(&s.pinned[b], kStageBytes, cudaHostAllocDefault));
       if (!s.done[b]) SGL_CUDA_CHECK(cudaEventCreateWithFlags(&s.done[b], cudaEventDisableTiming));
     }
-    const bool convert = host.dtype != DType::BF16;
+    const bool convert = host.dtype != out_dt;
     if (convert && !s.device && !(s.device = cuda_alloc(kStageBytes)))
       throw std::runtime_error("place_weight: out of device memory for the conversion staging area");
 
@@ -170,7 +180,8 @@ WeightRef cuda_place_weight(const WeightRef& host, size_t count) {
     const size_t in_es = dtype_size(host.dtype);
     const size_t chunk = kStageBytes / in_es;  // elements per chunk (a multiple of 4: aligned vectors)
     const char* src = static_cast<const char*>(host.data);
-    uint16_t* out = static_cast<uint16_t*>(dst);
+    char* out = static_cast<char*>(dst);
+    const size_t out_es = dtype_size(out_dt);
     int b = 0;
     for (size_t e0 = 0; e0 < count; e0 += chunk, b ^= 1) {
       const size_t n = count - e0 < chunk ? count - e0 : chunk;
@@ -179,11 +190,17 @@ WeightRef cuda_place_weight(const WeightRef& host, size_t count) {
       std::memcpy(s.pinned[b], src + e0 * in_es, bytes);
       if (convert) {
         SGL_CUDA_CHECK(cudaMemcpyAsync(s.device, s.pinned[b], bytes, cudaMemcpyHostToDevice, st));
-        convert_to_bf16_kernel<<<grid_for(int64_t(n) / 4, 256), 256, 0, st>>>(s.device, out + e0, int64_t(n),
-                                                                              host.dtype == DType::F16);
+        if (out_dt == DType::BF16) {
+          convert_to_bf16_kernel<<<grid_for(int64_t(n) / 4, 256), 256, 0, st>>>(
+              s.device, reinterpret_cast<uint16_t*>(out + e0 * out_es), int64_t(n), host.dtype == DType::F16);
+        } else {  // F32 from BF16 or F16
+          convert_to_f32_kernel<<<grid_for(int64_t(n), 256), 256, 0, st>>>(
+              static_cast<const uint16_t*>(s.device), reinterpret_cast<uint32_t*>(out + e0 * out_es), int64_t(n),
+              host.dtype == DType::F16);
+        }
         SGL_CUDA_LAUNCH_CHECK();
       } else {
-        SGL_CUDA_CHECK(cudaMemcpyAsync(out + e0, s.pinned[b], bytes, cudaMemcpyHostToDevice, st));
+        SGL_CUDA_CHECK(cudaMemcpyAsync(out + e0 * out_es, s.pinned[b], bytes, cudaMemcpyHostToDevice, st));
       }
       SGL_CUDA_CHECK(cudaEventRecord(s.done[b], st));
     }
@@ -192,7 +209,12 @@ WeightRef cuda_place_weight(const WeightRef& host, size_t count) {
     cudaFree(dst);
     throw;
   }
-  return WeightRef{dst, DType::BF16};
+  return WeightRef{dst, out_dt};
+}
+
+WeightRef cuda_place_weight(const WeightRef& host, size_t count) { return place_weight_as(host, count, DType::BF16); }
+WeightRef cuda_place_weight_f32(const WeightRef& host, size_t count) {
+  return place_weight_as(host, count, DType::F32);
 }
 
 void cuda_release_weight(const WeightRef& placed) {
@@ -208,6 +230,9 @@ void cuda_to_f32(const void* src, float* dst_host, size_t n) {
   SGL_CUDA_LAUNCH_CHECK();
   cuda_download(dst_host, tmp, n * sizeof(float));
 }
+
+// The float32 table's activations are f32 already: one download.
+void cuda_to_f32_f32(const void* src, float* dst_host, size_t n) { cuda_download(dst_host, src, n * sizeof(float)); }
 
 }  // namespace
 
@@ -244,6 +269,34 @@ const Backend* cuda_backend() {
         gelu_cuda,
         sample_rows_cuda,
     };
+    return &b;
+  }();
+  return backend;
+}
+
+// The float32 table: a copy of the bf16 table (so every member set there is set here, the dtype-independent
+// ones shared: memory, copies, graphs, logits_argmax and whatever works on the f32 logits) with each op that
+// touches activations, the KV cache or weights replaced by its f32 instantiation. An op added to the table
+// that handles activations must get an f32 version here too.
+const Backend* cuda_backend_f32() {
+  static const Backend* backend = []() -> const Backend* {
+    const Backend* base = cuda_backend();
+    if (!base) return nullptr;
+    static Backend b = *base;
+    b.act_dtype = DType::F32;
+    b.place_weight = cuda_place_weight_f32;
+    b.embed = embed_cuda_f32;
+    b.matmul = matmul_cuda_f32;
+    b.rms_norm = rms_norm_cuda_f32;
+    b.rope = rope_cuda_f32;
+    b.kv_store = kv_store_cuda_f32;
+    b.attention = attention_cuda_f32;
+    b.silu_mul = silu_mul_cuda_f32;
+    b.gather_rows = gather_rows_cuda_f32;
+    b.to_f32 = cuda_to_f32_f32;
+    b.qkv_rope_store = qkv_rope_store_cuda_f32;
+    b.layer_norm = layer_norm_cuda_f32;
+    b.gelu = gelu_cuda_f32;
     return &b;
   }();
   return backend;

@@ -58,4 +58,10 @@ void require_bf16(const WeightRef& w, const char* op) {
                              dtype_name(w.dtype));
 }
 
+void require_f32(const WeightRef& w, const char* op) {
+  if (w.data && w.dtype != DType::F32)
+    throw std::runtime_error(std::string(op) + ": the float32 CUDA backend expects an f32 weight (from place_weight), got " +
+                             dtype_name(w.dtype));
+}
+
 }  // namespace sgl

@@ -39,5 +39,18 @@ int sgl_sm_count();
 // Throws "<op>: CUDA expects a bf16 weight (from place_weight), got <dtype>" unless w is bf16 (an absent
 // weight, data null, passes: optional biases).
 void require_bf16(const WeightRef& w, const char* op);
+// The same for the float32 table (cuda_backend_f32), whose place_weight converts every weight to f32.
+void require_f32(const WeightRef& w, const char* op);
+
+// Element type <-> f32 in the kernels templated on the activation dtype (bf16 on the default table, f32 on
+// the float32 one): to_f widens, from_f<E> rounds (bf16, nearest even) or passes through (f32).
+__device__ __forceinline__ float to_f(__nv_bfloat16 h) { return __bfloat162float(h); }
+__device__ __forceinline__ float to_f(float f) { return f; }
+template <typename E>
+__device__ __forceinline__ E from_f(float f);
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float f) { return __float2bfloat16_rn(f); }
+template <>
+__device__ __forceinline__ float from_f<float>(float f) { return f; }
 
 }  // namespace sgl

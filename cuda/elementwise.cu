@@ -1,5 +1,6 @@
 // The memory-bound ops of the CUDA backend: embed, rms_norm (with the fused residual add), rope, kv_store,
-// silu_mul and gather_rows. bf16 in and out, f32 arithmetic. Each kernel takes 16-byte vectors (8 bf16)
+// silu_mul and gather_rows. bf16 in and out (or f32 in and out: the float32 table, cuda_backend_f32), f32
+// arithmetic; every kernel is templated on the element type E. Each kernel takes 16-byte vectors (8 bf16)
 // where the row length and the pointers allow it, and falls back to narrower accesses otherwise, so any
 // size works (C = 37, D = 10, odd I, ...). Semantics follow the CPU reference (addon/cpu/).
 #include <cstdint>
@@ -17,23 +18,22 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-// V consecutive bf16 moved as one access (V = 8: one 16-byte load/store).
-template <int V>
-struct alignas(2 * V) BVec {
-  bf16 v[V];
+// V consecutive elements moved as one access (bf16, V = 8: one 16-byte load/store; f32, V = 4).
+template <typename E, int V>
+struct alignas(sizeof(E) * V) EVec {
+  E v[V];
 };
-
-__device__ __forceinline__ float to_f(bf16 h) { return __bfloat162float(h); }
-__device__ __forceinline__ bf16 to_bf(float f) { return __float2bfloat16_rn(f); }
 
 bool aligned_to(const void* p, size_t bytes) { return (reinterpret_cast<uintptr_t>(p) % bytes) == 0; }
 
-// The widest vector (8, 2 or 1 elements) that divides `elems` and that every pointer is aligned to.
-int vec_width(int64_t elems, std::initializer_list<const void*> ptrs) {
-  for (int v : {8, 2}) {
+// The widest vector (8, 2 or 1 elements of es bytes; 4, 2 or 1 for f32: 16 bytes at most) that divides
+// `elems` and that every pointer is aligned to.
+int vec_width(int64_t elems, std::initializer_list<const void*> ptrs, size_t es = 2) {
+  for (int v : {8, 4, 2}) {
+    if (size_t(v) * es > 16 || (es == 2 && v == 4)) continue;  // bf16 keeps its 8 / 2 / 1 widths
     if (elems % v) continue;
     bool ok = true;
-    for (const void* p : ptrs) ok = ok && (p == nullptr || aligned_to(p, size_t(v) * 2));
+    for (const void* p : ptrs) ok = ok && (p == nullptr || aligned_to(p, size_t(v) * es));
     if (ok) return v;
   }
   return 1;
@@ -64,9 +64,9 @@ __device__ float block_sum(float v) {
 // Pass 1 folds the residual in (residual = bf16(x + residual), the rounded value is what gets normalised,
 // as in SGLang / transformers with bf16 activations) and sums squares; pass 2 scales and writes out. A
 // thread touches the same elements in both passes, so out may alias x.
-template <int V>
-__global__ void rms_norm_kernel(const bf16* x, bf16* residual, bf16* out, const bf16* w, int C, float eps) {
-  using Vec = BVec<V>;
+template <typename E, int V>
+__global__ void rms_norm_kernel(const E* x, E* residual, E* out, const E* w, int C, float eps) {
+  using Vec = EVec<E, V>;
   const int64_t row = blockIdx.x;
   const int nvec = C / V;
   const Vec* xr = reinterpret_cast<const Vec*>(x + row * C);
@@ -80,7 +80,7 @@ __global__ void rms_norm_kernel(const bf16* x, bf16* residual, bf16* out, const 
     if (rr) {
       Vec r = rr[i];
 #pragma unroll
-      for (int j = 0; j < V; j++) a.v[j] = to_bf(to_f(a.v[j]) + to_f(r.v[j]));
+      for (int j = 0; j < V; j++) a.v[j] = from_f<E>(to_f(a.v[j]) + to_f(r.v[j]));
       rr[i] = a;
     }
 #pragma unroll
@@ -96,27 +96,26 @@ __global__ void rms_norm_kernel(const bf16* x, bf16* residual, bf16* out, const 
     Vec g = wr[i];
     Vec o;
 #pragma unroll
-    for (int j = 0; j < V; j++) o.v[j] = to_bf((to_f(a.v[j]) * inv) * to_f(g.v[j]));
+    for (int j = 0; j < V; j++) o.v[j] = from_f<E>((to_f(a.v[j]) * inv) * to_f(g.v[j]));
     orow[i] = o;
   }
 }
 
 // ---- rope: one block per token ------------------------------------------------------------------------
 // cos/sin once per token (rope_common.cuh), then every (head, pair) of q and k rotates. V = pairs per thread.
-template <int V>
-__global__ void rope_kernel(bf16* q, bf16* k, const int32_t* positions, const float* inv_freq, int H, int Hkv,
-                            int D) {
+template <typename E, int V>
+__global__ void rope_kernel(E* q, E* k, const int32_t* positions, const float* inv_freq, int H, int Hkv, int D) {
   extern __shared__ float cs[];  // [half] cos, then [half] sin
   const int half = D / 2;
   const int64_t t = blockIdx.x;
   rope_cos_sin(cs, float(positions[t]), inv_freq, half);
   __syncthreads();
-  using Vec = BVec<V>;
+  using Vec = EVec<E, V>;
   const int groups = half / V;  // vectors per half head
   const int total = (H + Hkv) * groups;
   for (int idx = threadIdx.x; idx < total; idx += blockDim.x) {
     const int h = idx / groups, i = (idx - h * groups) * V;
-    bf16* base = h < H ? q + (t * H + h) * D : k + (t * Hkv + (h - H)) * D;
+    E* base = h < H ? q + (t * H + h) * D : k + (t * Hkv + (h - H)) * D;
     Vec* p1 = reinterpret_cast<Vec*>(base + i);
     Vec* p2 = reinterpret_cast<Vec*>(base + i + half);
     Vec a = *p1, b = *p2;
@@ -124,8 +123,8 @@ __global__ void rope_kernel(bf16* q, bf16* k, const int32_t* positions, const fl
     for (int j = 0; j < V; j++) {
       const float c = cs[i + j], s = cs[half + i + j];
       const float x1 = to_f(a.v[j]), x2 = to_f(b.v[j]);
-      a.v[j] = to_bf(x1 * c - x2 * s);
-      b.v[j] = to_bf(x2 * c + x1 * s);
+      a.v[j] = from_f<E>(x1 * c - x2 * s);
+      b.v[j] = from_f<E>(x2 * c + x1 * s);
     }
     *p1 = a;
     *p2 = b;
@@ -147,7 +146,7 @@ struct CopyJob {
 template <int V>
 __global__ void copy_rows_kernel(CopyJob j0, CopyJob j1, int64_t rows, int64_t row) {
   const CopyJob j = blockIdx.y == 0 ? j0 : j1;
-  using Vec = BVec<V>;
+  using Vec = EVec<bf16, V>;
   const int64_t nvec = row / V, total = rows * nvec;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t item = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; item < total; item += stride) {
@@ -180,9 +179,9 @@ void copy_rows(CopyJob j0, const CopyJob* j1, int64_t rows, int64_t row) {
 // ---- silu_mul: flat over the contiguous [T, I] tensors ----------------------------------------------------
 __device__ __forceinline__ float silu_mul1(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
 
-template <int V>
-__global__ void silu_mul_kernel(const bf16* gate, const bf16* up, bf16* out, int64_t n) {
-  using Vec = BVec<V>;
+template <typename E, int V>
+__global__ void silu_mul_kernel(const E* gate, const E* up, E* out, int64_t n) {
+  using Vec = EVec<E, V>;
   const int64_t nvec = n / V;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -192,106 +191,147 @@ __global__ void silu_mul_kernel(const bf16* gate, const bf16* up, bf16* out, int
   for (int64_t i = tid; i < nvec; i += stride) {
     Vec a = g[i], b = u[i], c;
 #pragma unroll
-    for (int j = 0; j < V; j++) c.v[j] = to_bf(silu_mul1(to_f(a.v[j]), to_f(b.v[j])));
+    for (int j = 0; j < V; j++) c.v[j] = from_f<E>(silu_mul1(to_f(a.v[j]), to_f(b.v[j])));
     o[i] = c;
   }
   // The tail past the last whole vector (fewer than V elements).
   const int64_t i = nvec * V + tid;
-  if (i < n) out[i] = to_bf(silu_mul1(to_f(gate[i]), to_f(up[i])));
+  if (i < n) out[i] = from_f<E>(silu_mul1(to_f(gate[i]), to_f(up[i])));
 }
 
 // silu_mul over rows with stride ld (a fused gate|up matmul output), out contiguous [T, I]; one grid row per
 // token.
-__global__ void silu_mul_strided_kernel(const bf16* __restrict__ gate, const bf16* __restrict__ up,
-                                        bf16* __restrict__ out, int I, int64_t ld) {
+template <typename E>
+__global__ void silu_mul_strided_kernel(const E* __restrict__ gate, const E* __restrict__ up, E* __restrict__ out,
+                                        int I, int64_t ld) {
   const int64_t t = blockIdx.y;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < I; i += gridDim.x * blockDim.x)
-    out[t * I + i] = to_bf(silu_mul1(to_f(gate[t * ld + i]), to_f(up[t * ld + i])));
+    out[t * I + i] = from_f<E>(silu_mul1(to_f(gate[t * ld + i]), to_f(up[t * ld + i])));
 }
 
-}  // namespace
+// ---- launchers, templated on the element type (bf16: the default table; float: cuda_backend_f32) ----------
 
-void embed_cuda(const EmbedParams& p) {
-  require_bf16(p.table, "embed");
-  copy_rows({static_cast<const bf16*>(p.table.data), static_cast<bf16*>(p.out), p.ids, nullptr}, nullptr, p.T, p.C);
+// An f32 row of n elements is 2n bf16-sized units: the bit copies of embed / gather_rows / kv_store reuse the
+// bf16 kernels on those units (vec_width checks the alignment in bytes either way).
+template <typename E>
+constexpr int64_t units() { return int64_t(sizeof(E) / sizeof(bf16)); }
+
+template <typename E>
+void embed_impl(const EmbedParams& p) {
+  copy_rows({static_cast<const bf16*>(p.table.data), static_cast<bf16*>(p.out), p.ids, nullptr}, nullptr, p.T,
+            int64_t(p.C) * units<E>());
 }
 
-void gather_rows_cuda(const GatherRowsParams& p) {
-  copy_rows({static_cast<const bf16*>(p.src), static_cast<bf16*>(p.dst), p.rows, nullptr}, nullptr, p.R, p.C);
+template <typename E>
+void gather_rows_impl(const GatherRowsParams& p) {
+  copy_rows({static_cast<const bf16*>(p.src), static_cast<bf16*>(p.dst), p.rows, nullptr}, nullptr, p.R,
+            int64_t(p.C) * units<E>());
 }
 
-void kv_store_cuda(const KvStoreParams& p) {
+template <typename E>
+void kv_store_impl(const KvStoreParams& p) {
   const CopyJob k{static_cast<const bf16*>(p.k), static_cast<bf16*>(p.k_cache), nullptr, p.slots};
   const CopyJob v{static_cast<const bf16*>(p.v), static_cast<bf16*>(p.v_cache), nullptr, p.slots};
-  copy_rows(k, &v, p.T, int64_t(p.Hkv) * p.D);
+  copy_rows(k, &v, p.T, int64_t(p.Hkv) * p.D * units<E>());
 }
 
-void rms_norm_cuda(const RmsNormParams& p) {
-  require_bf16(p.w, "rms_norm");
+template <typename E>
+void rms_norm_impl(const RmsNormParams& p) {
   if (p.T <= 0 || p.C <= 0) return;
-  const bf16* x = static_cast<const bf16*>(p.x);
-  bf16* res = static_cast<bf16*>(p.residual);
-  bf16* out = static_cast<bf16*>(p.out);
-  const bf16* w = static_cast<const bf16*>(p.w.data);
-  const int v = vec_width(p.C, {x, res, out, w});
+  const E* x = static_cast<const E*>(p.x);
+  E* res = static_cast<E*>(p.residual);
+  E* out = static_cast<E*>(p.out);
+  const E* w = static_cast<const E*>(p.w.data);
+  const int v = vec_width(p.C, {x, res, out, w}, sizeof(E));
   const int threads = block_for(p.C / v, 1024);
   cudaStream_t st = sgl_stream();
   switch (v) {
-    case 8: rms_norm_kernel<8><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
-    case 2: rms_norm_kernel<2><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
-    default: rms_norm_kernel<1><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
+    case 8: rms_norm_kernel<E, 8><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
+    case 4: rms_norm_kernel<E, 4><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
+    case 2: rms_norm_kernel<E, 2><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
+    default: rms_norm_kernel<E, 1><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
   }
   SGL_CUDA_LAUNCH_CHECK();
 }
 
-void rope_cuda(const RopeParams& p) {
+template <typename E>
+void rope_impl(const RopeParams& p) {
   const int half = p.D / 2;
   if (p.T <= 0 || half <= 0 || p.H + p.Hkv <= 0) return;
-  bf16* q = static_cast<bf16*>(p.q);
-  bf16* k = static_cast<bf16*>(p.k);
-  // Two pairs per thread (4-byte accesses) when the half head is even and the tensors 4-byte aligned.
-  const bool two = half % 2 == 0 && p.D % 2 == 0 && aligned_to(q, 4) && aligned_to(k, 4);
+  E* q = static_cast<E*>(p.q);
+  E* k = static_cast<E*>(p.k);
+  // Two pairs per thread when the half head is even and the tensors aligned to two elements.
+  const bool two = half % 2 == 0 && p.D % 2 == 0 && aligned_to(q, 2 * sizeof(E)) && aligned_to(k, 2 * sizeof(E));
   const int v = two ? 2 : 1;
   const int threads = block_for(int64_t(p.H + p.Hkv) * (half / v), 256);
   const size_t smem = size_t(2 * half) * sizeof(float);
   cudaStream_t st = sgl_stream();
   if (two)
-    rope_kernel<2><<<p.T, threads, smem, st>>>(q, k, p.positions, p.inv_freq, p.H, p.Hkv, p.D);
+    rope_kernel<E, 2><<<p.T, threads, smem, st>>>(q, k, p.positions, p.inv_freq, p.H, p.Hkv, p.D);
   else
-    rope_kernel<1><<<p.T, threads, smem, st>>>(q, k, p.positions, p.inv_freq, p.H, p.Hkv, p.D);
+    rope_kernel<E, 1><<<p.T, threads, smem, st>>>(q, k, p.positions, p.inv_freq, p.H, p.Hkv, p.D);
   SGL_CUDA_LAUNCH_CHECK();
 }
 
-void silu_mul_cuda(const SiluMulParams& p) {
+template <typename E>
+void silu_mul_impl(const SiluMulParams& p) {
   if (p.ld != 0 && p.ld != p.I) {
     if (p.T <= 0 || p.I <= 0) return;
     const int threads = 256;
     const dim3 grid(unsigned((p.I + threads * 4 - 1) / (threads * 4)), unsigned(p.T));
-    silu_mul_strided_kernel<<<grid, threads, 0, sgl_stream()>>>(static_cast<const bf16*>(p.gate),
-                                                               static_cast<const bf16*>(p.up),
-                                                               static_cast<bf16*>(p.out), p.I, int64_t(p.ld));
+    silu_mul_strided_kernel<E><<<grid, threads, 0, sgl_stream()>>>(
+        static_cast<const E*>(p.gate), static_cast<const E*>(p.up), static_cast<E*>(p.out), p.I, int64_t(p.ld));
     SGL_CUDA_LAUNCH_CHECK();
     return;
   }
   const int64_t n = int64_t(p.T) * p.I;
   if (n <= 0) return;
-  const bf16* g = static_cast<const bf16*>(p.gate);
-  const bf16* u = static_cast<const bf16*>(p.up);
-  bf16* o = static_cast<bf16*>(p.out);
-  // The tensors are contiguous: vectors run across row ends, only the flat tail is scalar.
-  const bool v8 = aligned_to(g, 16) && aligned_to(u, 16) && aligned_to(o, 16);
-  const int v = v8 ? 8 : 1;
+  const E* g = static_cast<const E*>(p.gate);
+  const E* u = static_cast<const E*>(p.up);
+  E* o = static_cast<E*>(p.out);
+  // The tensors are contiguous: vectors (16 bytes) run across row ends, only the flat tail is scalar.
+  constexpr int kV = int(16 / sizeof(E));
+  const bool vec = aligned_to(g, 16) && aligned_to(u, 16) && aligned_to(o, 16);
+  const int v = vec ? kV : 1;
   const int threads = 256;
   int64_t blocks = (n / v + threads - 1) / threads;
   const int64_t cap = int64_t(sgl_sm_count()) * 16;
   if (blocks > cap) blocks = cap;
   if (blocks < 1) blocks = 1;
   cudaStream_t st = sgl_stream();
-  if (v8)
-    silu_mul_kernel<8><<<unsigned(blocks), threads, 0, st>>>(g, u, o, n);
+  if (vec)
+    silu_mul_kernel<E, kV><<<unsigned(blocks), threads, 0, st>>>(g, u, o, n);
   else
-    silu_mul_kernel<1><<<unsigned(blocks), threads, 0, st>>>(g, u, o, n);
+    silu_mul_kernel<E, 1><<<unsigned(blocks), threads, 0, st>>>(g, u, o, n);
   SGL_CUDA_LAUNCH_CHECK();
 }
+
+}  // namespace
+
+void embed_cuda(const EmbedParams& p) {
+  require_bf16(p.table, "embed");
+  embed_impl<bf16>(p);
+}
+void gather_rows_cuda(const GatherRowsParams& p) { gather_rows_impl<bf16>(p); }
+void kv_store_cuda(const KvStoreParams& p) { kv_store_impl<bf16>(p); }
+void rms_norm_cuda(const RmsNormParams& p) {
+  require_bf16(p.w, "rms_norm");
+  rms_norm_impl<bf16>(p);
+}
+void rope_cuda(const RopeParams& p) { rope_impl<bf16>(p); }
+void silu_mul_cuda(const SiluMulParams& p) { silu_mul_impl<bf16>(p); }
+
+void embed_cuda_f32(const EmbedParams& p) {
+  require_f32(p.table, "embed");
+  embed_impl<float>(p);
+}
+void gather_rows_cuda_f32(const GatherRowsParams& p) { gather_rows_impl<float>(p); }
+void kv_store_cuda_f32(const KvStoreParams& p) { kv_store_impl<float>(p); }
+void rms_norm_cuda_f32(const RmsNormParams& p) {
+  require_f32(p.w, "rms_norm");
+  rms_norm_impl<float>(p);
+}
+void rope_cuda_f32(const RopeParams& p) { rope_impl<float>(p); }
+void silu_mul_cuda_f32(const SiluMulParams& p) { silu_mul_impl<float>(p); }
 
 }  // namespace sgl

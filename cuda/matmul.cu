@@ -13,6 +13,11 @@
 // The bias vector must have D's type (CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE defaults to Dtype, and for bf16
 // inputs the only exceptions are FP8/IMMA kernels). A bf16 y takes the placed bf16 bias in the epilogue;
 // an f32 y (logits) would need an f32 bias, so there the bias is added by a small kernel after the GEMM.
+//
+// The float32 table (matmul_cuda_f32): x, W, bias and y all f32; cuBLASLt with CUBLAS_COMPUTE_32F and CUDA_R_32F
+// A/B/C/D (plain SGEMM: CUBLAS_COMPUTE_32F never takes TF32 tensor cores, only the _FAST_TF32 compute types
+// do), the f32 bias in the epilogue (its type is D's, f32); the same tiled kernel on f32 where cuBLAS is absent.
+// No GEMV there: cuBLASLt or the tiled kernel at every T.
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -38,9 +43,10 @@ using bf16 = __nv_bfloat16;
 // ---- fallback: 16x16 output tiles through shared memory, CUDA cores --------------------------------------
 constexpr int kTile = 16;
 
-template <bool OutF32>
-__global__ void matmul_tiled_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
-                                    const bf16* __restrict__ bias, void* __restrict__ y, int T, int K, int N) {
+// E: bf16 x, W and bias (the default table) or f32 (the float32 table, OutF32 always).
+template <typename E, bool OutF32>
+__global__ void matmul_tiled_kernel(const E* __restrict__ x, const E* __restrict__ w, const E* __restrict__ bias,
+                                    void* __restrict__ y, int T, int K, int N) {
   __shared__ float xs[kTile][kTile + 1];  // [token][k]
   __shared__ float ws[kTile][kTile + 1];  // [output feature][k]
   const int tx = threadIdx.x, ty = threadIdx.y;
@@ -48,8 +54,8 @@ __global__ void matmul_tiled_kernel(const bf16* __restrict__ x, const bf16* __re
   float acc = 0.0f;
   for (int k0 = 0; k0 < K; k0 += kTile) {
     const int kk = k0 + tx;
-    xs[ty][tx] = (t0 + ty < T && kk < K) ? __bfloat162float(x[int64_t(t0 + ty) * K + kk]) : 0.0f;
-    ws[ty][tx] = (n0 + ty < N && kk < K) ? __bfloat162float(w[int64_t(n0 + ty) * K + kk]) : 0.0f;
+    xs[ty][tx] = (t0 + ty < T && kk < K) ? to_f(x[int64_t(t0 + ty) * K + kk]) : 0.0f;
+    ws[ty][tx] = (n0 + ty < N && kk < K) ? to_f(w[int64_t(n0 + ty) * K + kk]) : 0.0f;
     __syncthreads();
 #pragma unroll
     for (int j = 0; j < kTile; j++) acc += xs[ty][j] * ws[tx][j];
@@ -57,24 +63,25 @@ __global__ void matmul_tiled_kernel(const bf16* __restrict__ x, const bf16* __re
   }
   const int t = t0 + ty, n = n0 + tx;
   if (t < T && n < N) {
-    if (bias) acc += __bfloat162float(bias[n]);
+    if (bias) acc += to_f(bias[n]);
     if (OutF32)
       static_cast<float*>(y)[int64_t(t) * N + n] = acc;
     else
-      static_cast<bf16*>(y)[int64_t(t) * N + n] = __float2bfloat16_rn(acc);
+      static_cast<E*>(y)[int64_t(t) * N + n] = from_f<E>(acc);
   }
 }
 
+template <typename E>
 void matmul_fallback(const MatmulParams& p) {
-  const bf16* x = static_cast<const bf16*>(p.x);
-  const bf16* w = static_cast<const bf16*>(p.w.data);
-  const bf16* b = static_cast<const bf16*>(p.bias.data);
+  const E* x = static_cast<const E*>(p.x);
+  const E* w = static_cast<const E*>(p.w.data);
+  const E* b = static_cast<const E*>(p.bias.data);
   dim3 grid(unsigned((p.N + kTile - 1) / kTile), unsigned((p.T + kTile - 1) / kTile));
   dim3 block(kTile, kTile);
-  if (p.y_f32)
-    matmul_tiled_kernel<true><<<grid, block, 0, sgl_stream()>>>(x, w, b, p.y, p.T, p.K, p.N);
+  if (p.y_f32 || sizeof(E) == 4)  // the float32 table's y is f32 whether or not it is the logits
+    matmul_tiled_kernel<E, true><<<grid, block, 0, sgl_stream()>>>(x, w, b, p.y, p.T, p.K, p.N);
   else
-    matmul_tiled_kernel<false><<<grid, block, 0, sgl_stream()>>>(x, w, b, p.y, p.T, p.K, p.N);
+    matmul_tiled_kernel<E, false><<<grid, block, 0, sgl_stream()>>>(x, w, b, p.y, p.T, p.K, p.N);
   SGL_CUDA_LAUNCH_CHECK();
 }
 
@@ -82,11 +89,12 @@ void matmul_fallback(const MatmulParams& p) {
 
 // y[t, n] += bias[n] for an f32 y (the bias cuBLASLt's epilogue would want is f32 there), or for a bf16 y
 // whose bias pointer is too loosely aligned for the epilogue.
-template <bool OutF32>
-__global__ void bias_add_kernel(void* y, const bf16* __restrict__ bias, int64_t total, int N) {
+// (B: the bias's type, bf16; f32 on the float32 table, whose y is f32 too.)
+template <typename B, bool OutF32>
+__global__ void bias_add_kernel(void* y, const B* __restrict__ bias, int64_t total, int N) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
-    const float b = __bfloat162float(bias[i % N]);
+    const float b = to_f(bias[i % N]);
     if (OutF32) {
       static_cast<float*>(y)[i] += b;
     } else {
@@ -96,17 +104,23 @@ __global__ void bias_add_kernel(void* y, const bf16* __restrict__ bias, int64_t 
   }
 }
 
-void bias_add(const MatmulParams& p) {
+void bias_add(const MatmulParams& p, bool f32_in) {
   const int64_t total = int64_t(p.T) * p.N;
   const int threads = 256;
   int64_t blocks = (total + threads - 1) / threads;
   const int64_t cap = int64_t(sgl_sm_count()) * 16;
   if (blocks > cap) blocks = cap;
-  const bf16* b = static_cast<const bf16*>(p.bias.data);
-  if (p.y_f32)
-    bias_add_kernel<true><<<unsigned(blocks), threads, 0, sgl_stream()>>>(p.y, b, total, p.N);
-  else
-    bias_add_kernel<false><<<unsigned(blocks), threads, 0, sgl_stream()>>>(p.y, b, total, p.N);
+  if (blocks < 1) blocks = 1;
+  if (f32_in) {
+    const float* b = static_cast<const float*>(p.bias.data);
+    bias_add_kernel<float, true><<<unsigned(blocks), threads, 0, sgl_stream()>>>(p.y, b, total, p.N);
+  } else {
+    const bf16* b = static_cast<const bf16*>(p.bias.data);
+    if (p.y_f32)
+      bias_add_kernel<bf16, true><<<unsigned(blocks), threads, 0, sgl_stream()>>>(p.y, b, total, p.N);
+    else
+      bias_add_kernel<bf16, false><<<unsigned(blocks), threads, 0, sgl_stream()>>>(p.y, b, total, p.N);
+  }
   SGL_CUDA_LAUNCH_CHECK();
 }
 
@@ -136,9 +150,10 @@ struct PlanKey {
   int T, K, N;
   bool y_f32, fused_bias;
   uint32_t al_x, al_w, al_y, al_b;
+  bool f32_in;  // the float32 table: f32 x, W, bias and y
   bool operator<(const PlanKey& o) const {
-    return std::tie(T, K, N, y_f32, fused_bias, al_x, al_w, al_y, al_b) <
-           std::tie(o.T, o.K, o.N, o.y_f32, o.fused_bias, o.al_x, o.al_w, o.al_y, o.al_b);
+    return std::tie(T, K, N, y_f32, fused_bias, al_x, al_w, al_y, al_b, f32_in) <
+           std::tie(o.T, o.K, o.N, o.y_f32, o.fused_bias, o.al_x, o.al_w, o.al_y, o.al_b, o.f32_in);
   }
 };
 
@@ -171,7 +186,9 @@ LtState& lt_state() {
 
 Plan make_plan(LtState& s, const PlanKey& key, const void* bias) {
   Plan pl;
-  const cudaDataType_t y_type = key.y_f32 ? CUDA_R_32F : CUDA_R_16BF;
+  // f32 inputs: SGEMM (A/B/C/D CUDA_R_32F under CUBLAS_COMPUTE_32F, which excludes TF32).
+  const cudaDataType_t in_type = key.f32_in ? CUDA_R_32F : CUDA_R_16BF;
+  const cudaDataType_t y_type = (key.y_f32 || key.f32_in) ? CUDA_R_32F : CUDA_R_16BF;
   SGL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&pl.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
   SGL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof(op_t)));
@@ -182,8 +199,8 @@ Plan make_plan(LtState& s, const PlanKey& key, const void* bias) {
     // The heuristic reads the pointer's value for its alignment; each call sets the real one.
     SGL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
-  SGL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl.a, CUDA_R_16BF, uint64_t(key.K), uint64_t(key.N), int64_t(key.K)));
-  SGL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl.b, CUDA_R_16BF, uint64_t(key.K), uint64_t(key.T), int64_t(key.K)));
+  SGL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl.a, in_type, uint64_t(key.K), uint64_t(key.N), int64_t(key.K)));
+  SGL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl.b, in_type, uint64_t(key.K), uint64_t(key.T), int64_t(key.K)));
   SGL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&pl.c, y_type, uint64_t(key.N), uint64_t(key.T), int64_t(key.N)));
 
   cublasLtMatmulPreference_t pref = nullptr;
@@ -207,20 +224,23 @@ Plan make_plan(LtState& s, const PlanKey& key, const void* bias) {
     pl.algo = result.algo;
     pl.ok = true;
   } else {
-    std::fprintf(stderr, "sgl cuda matmul: no cuBLASLt algorithm for T=%d K=%d N=%d y_f32=%d bias=%d (status %d), "
-                 "using the fallback kernel\n", key.T, key.K, key.N, int(key.y_f32), int(key.fused_bias), int(st));
+    std::fprintf(stderr, "sgl cuda matmul: no cuBLASLt algorithm for T=%d K=%d N=%d y_f32=%d bias=%d f32=%d "
+                 "(status %d), using the fallback kernel\n", key.T, key.K, key.N, int(key.y_f32), int(key.fused_bias),
+                 int(key.f32_in), int(st));
   }
   return pl;
 }
 
-// Runs the GEMM through cuBLASLt; false when no algorithm fits (the caller falls back).
-bool lt_matmul(const MatmulParams& p) {
+// Runs the GEMM through cuBLASLt; false when no algorithm fits (the caller falls back). f32_in: the float32
+// table (f32 x, W, bias, y).
+bool lt_matmul(const MatmulParams& p, bool f32_in) {
   LtState& s = lt_state();
   const bool has_bias = p.bias.data != nullptr;
-  // Epilogue bias: bf16 y only (see the top of the file), and a bias aligned like a vector access.
-  const bool fused_bias = has_bias && !p.y_f32 && alignment_of(p.bias.data) >= 16;
+  // Epilogue bias: where its type (D's) is the bias's, i.e. bf16 y with a bf16 bias or f32 y with an f32 bias
+  // (see the top of the file), and a bias aligned like a vector access.
+  const bool fused_bias = has_bias && (f32_in || !p.y_f32) && alignment_of(p.bias.data) >= 16;
   PlanKey key{p.T, p.K, p.N, p.y_f32, fused_bias, alignment_of(p.x), alignment_of(p.w.data), alignment_of(p.y),
-              fused_bias ? alignment_of(p.bias.data) : 0u};
+              fused_bias ? alignment_of(p.bias.data) : 0u, f32_in};
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.plans.find(key);
   if (it == s.plans.end()) it = s.plans.emplace(key, make_plan(s, key, p.bias.data)).first;
@@ -233,7 +253,7 @@ bool lt_matmul(const MatmulParams& p) {
   const float alpha = 1.0f, beta = 0.0f;
   SGL_CUBLAS_CHECK(cublasLtMatmul(s.handle, pl.desc, &alpha, p.w.data, pl.a, p.x, pl.b, &beta, p.y, pl.c, p.y, pl.c,
                                   &pl.algo, s.workspace, kLtWorkspace, sgl_stream()));
-  if (has_bias && !fused_bias) bias_add(p);
+  if (has_bias && !fused_bias) bias_add(p, f32_in);
   return true;
 }
 
@@ -249,9 +269,21 @@ void matmul_cuda(const MatmulParams& p) {
                                                                   : std::string()));
   if (gemv_cuda(p)) return;  // T <= 8: the weight-streaming kernel (cuBLASLt's M = 1 kernels were ~10 µs)
 #if defined(SGL_WITH_CUBLAS)
-  if (p.K > 0 && lt_matmul(p)) return;
+  if (p.K > 0 && lt_matmul(p, false)) return;
 #endif
-  matmul_fallback(p);
+  matmul_fallback<bf16>(p);
+}
+
+void matmul_cuda_f32(const MatmulParams& p) {
+  if (p.T <= 0 || p.N <= 0) return;
+  if (p.w.dtype != DType::F32 || (p.bias.data && p.bias.dtype != DType::F32))
+    throw std::runtime_error(std::string("matmul: the float32 CUDA backend expects f32 weights (from place_weight), got w ") +
+                             dtype_name(p.w.dtype) + (p.bias.data ? std::string(", bias ") + dtype_name(p.bias.dtype)
+                                                                  : std::string()));
+#if defined(SGL_WITH_CUBLAS)
+  if (p.K > 0 && lt_matmul(p, true)) return;
+#endif
+  matmul_fallback<float>(p);
 }
 
 }  // namespace sgl

@@ -1,6 +1,7 @@
 // The CUDA launchers of the Backend table (addon/backend/backend.h) other than attention (attention.h).
 // Each takes the same params struct as the CPU op, with device pointers, and enqueues on sgl_stream().
-// Activations are bf16; weights are what place_weight made of them (bf16).
+// Activations are bf16; weights are what place_weight made of them (bf16). The *_f32 launchers below are the
+// float32 table's.
 #pragma once
 #include "backend/backend.h"
 
@@ -17,4 +18,17 @@ void qkv_rope_store_cuda(const QkvRopeStoreParams& p);  // cuda/qkv_rope_store.c
 void layer_norm_cuda(const LayerNormParams& p);         // cuda/layer_norm_gelu.cu
 void gelu_cuda(const GeluParams& p);
 void sample_rows_cuda(const SampleRowsParams& p);  // cuda/sampling.cu
+
+// The float32 table (cuda_backend_f32): the same ops on f32 activations and f32 weights, f32 math (matmul:
+// cuBLASLt with f32 compute and f32 A/B/C/D, no TF32; the tiled CUDA-core kernel without cuBLAS).
+void embed_cuda_f32(const EmbedParams& p);
+void matmul_cuda_f32(const MatmulParams& p);
+void rms_norm_cuda_f32(const RmsNormParams& p);
+void rope_cuda_f32(const RopeParams& p);
+void kv_store_cuda_f32(const KvStoreParams& p);
+void silu_mul_cuda_f32(const SiluMulParams& p);
+void gather_rows_cuda_f32(const GatherRowsParams& p);
+void qkv_rope_store_cuda_f32(const QkvRopeStoreParams& p);
+void layer_norm_cuda_f32(const LayerNormParams& p);
+void gelu_cuda_f32(const GeluParams& p);
 }  // namespace sgl

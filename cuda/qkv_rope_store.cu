@@ -12,8 +12,9 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-__global__ void qkv_rope_store_kernel(const bf16* __restrict__ qkv, bf16* __restrict__ q, bf16* __restrict__ kc,
-                                      bf16* __restrict__ vc, const int32_t* __restrict__ positions,
+template <typename E>
+__global__ void qkv_rope_store_kernel(const E* __restrict__ qkv, E* __restrict__ q, E* __restrict__ kc,
+                                      E* __restrict__ vc, const int32_t* __restrict__ positions,
                                       const float* __restrict__ inv_freq, const int32_t* __restrict__ slots, int H,
                                       int Hkv, int D) {
   extern __shared__ float cs[];  // [half] cos, then [half] sin
@@ -22,41 +23,46 @@ __global__ void qkv_rope_store_kernel(const bf16* __restrict__ qkv, bf16* __rest
   rope_cos_sin(cs, float(positions[t]), inv_freq, half);
   __syncthreads();
   const int64_t row = int64_t(H + 2 * Hkv) * D;
-  const bf16* src = qkv + t * row;
+  const E* src = qkv + t * row;
   const int64_t slot = slots[t];
   const int64_t kvrow = int64_t(Hkv) * D;
   // Rotations: (H + Hkv) heads x half pairs.
   const int pairs = (H + Hkv) * half;
   for (int idx = threadIdx.x; idx < pairs; idx += blockDim.x) {
     const int h = idx / half, i = idx - h * half;
-    const bf16* in = src + int64_t(h) * D;  // q heads, then k heads: contiguous in the fused row
-    const float x1 = __bfloat162float(in[i]), x2 = __bfloat162float(in[i + half]);
+    const E* in = src + int64_t(h) * D;  // q heads, then k heads: contiguous in the fused row
+    const float x1 = to_f(in[i]), x2 = to_f(in[i + half]);
     const float c = cs[i], s = cs[half + i];
-    const bf16 y1 = __float2bfloat16_rn(x1 * c - x2 * s), y2 = __float2bfloat16_rn(x2 * c + x1 * s);
+    const E y1 = from_f<E>(x1 * c - x2 * s), y2 = from_f<E>(x2 * c + x1 * s);
     if (h < H) {
-      bf16* o = q + (t * H + h) * D;
+      E* o = q + (t * H + h) * D;
       o[i] = y1;
       o[i + half] = y2;
     } else if (slot >= 0) {
-      bf16* o = kc + slot * kvrow + int64_t(h - H) * D;
+      E* o = kc + slot * kvrow + int64_t(h - H) * D;
       o[i] = y1;
       o[i + half] = y2;
     }
   }
   if (slot < 0) return;
-  const bf16* v = src + int64_t(H + Hkv) * D;
+  const E* v = src + int64_t(H + Hkv) * D;
   for (int64_t j = threadIdx.x; j < kvrow; j += blockDim.x) vc[slot * kvrow + j] = v[j];
+}
+
+template <typename E>
+void qkv_rope_store_impl(const QkvRopeStoreParams& p) {
+  if (p.T <= 0) return;
+  const int threads = 128;
+  qkv_rope_store_kernel<E><<<p.T, threads, size_t(p.D) * sizeof(float), sgl_stream()>>>(
+      static_cast<const E*>(p.qkv), static_cast<E*>(p.q), static_cast<E*>(p.k_cache), static_cast<E*>(p.v_cache),
+      p.positions, p.inv_freq, p.slots, p.H, p.Hkv, p.D);
+  SGL_CUDA_LAUNCH_CHECK();
 }
 
 }  // namespace
 
-void qkv_rope_store_cuda(const QkvRopeStoreParams& p) {
-  if (p.T <= 0) return;
-  const int threads = 128;
-  qkv_rope_store_kernel<<<p.T, threads, size_t(p.D) * sizeof(float), sgl_stream()>>>(
-      static_cast<const bf16*>(p.qkv), static_cast<bf16*>(p.q), static_cast<bf16*>(p.k_cache),
-      static_cast<bf16*>(p.v_cache), p.positions, p.inv_freq, p.slots, p.H, p.Hkv, p.D);
-  SGL_CUDA_LAUNCH_CHECK();
-}
+void qkv_rope_store_cuda(const QkvRopeStoreParams& p) { qkv_rope_store_impl<bf16>(p); }
+// The float32 table: the same kernel on f32 rows (nothing is rounded between the projection and the cache).
+void qkv_rope_store_cuda_f32(const QkvRopeStoreParams& p) { qkv_rope_store_impl<float>(p); }
 
 }  // namespace sgl

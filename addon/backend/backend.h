@@ -6,7 +6,8 @@
 // N/K matmul output/input features, R rows gathered for logits.
 //
 // Activations and the KV cache are in the backend's activation dtype (`Backend::act_dtype`: f32 on the CPU,
-// bf16 on CUDA); weights keep the checkpoint's dtype (WeightRef). Buffers are device pointers of the backend.
+// bf16 on CUDA, f32 on CUDA's float32 table); weights keep the checkpoint's dtype (WeightRef). Buffers are
+// device pointers of the backend.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -250,5 +251,9 @@ const Backend& cpu_backend();
 // The CUDA backend on device 0, or null where the addon was built without CUDA or no GPU is present
 // (defined in cuda/cuda_backend.cu; a stub returning null otherwise).
 const Backend* cuda_backend();
+// The float32 CUDA backend (SGLang's --dtype float32): the same device and ops with f32 activations, KV cache
+// and weights (converted to f32 at placement) and f32 math throughout (no TF32), a correctness mode that
+// matches float32 references tightly. Null where cuda_backend() is.
+const Backend* cuda_backend_f32();
 
 }  // namespace sgl
