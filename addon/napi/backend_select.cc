@@ -9,9 +9,17 @@
 
 namespace sgl {
 
-const Backend& select_backend(const std::string& device) {
+bool dtype_is_float32(const std::string& dtype) {
+  if (dtype == "float32" || dtype == "float") return true;
+  if (dtype == "auto" || dtype == "bfloat16" || dtype == "float16" || dtype == "half") return false;
+  throw std::invalid_argument("dtype must be 'auto', 'bfloat16', 'float16', 'float32', 'half' or 'float', got '" + dtype +
+                              "'");
+}
+
+const Backend& select_backend(const std::string& device, const std::string& dtype) {
+  const bool f32 = dtype_is_float32(dtype);
   if (device == "cpu") return cpu_backend();
-  const Backend* cuda = cuda_backend();
+  const Backend* cuda = f32 ? cuda_backend_f32() : cuda_backend();
   if (device == "cuda") {
     if (!cuda) throw std::runtime_error("device 'cuda': no CUDA device (or the addon was built without CUDA)");
     return *cuda;

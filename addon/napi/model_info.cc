@@ -3,7 +3,7 @@
 namespace sgl {
 
 Napi::Object model_info_object(Napi::Env env, const ModelConfig& c, const Checkpoint& ckpt, const KvCache& kv,
-                               const char* backend_name) {
+                               const Backend& backend) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("architecture", c.architecture);
   Napi::Array archs = Napi::Array::New(env, c.architectures.size());
@@ -18,6 +18,7 @@ Napi::Object model_info_object(Napi::Env env, const ModelConfig& c, const Checkp
   o.Set("numKvHeads", c.num_kv_heads);
   o.Set("headDim", c.head_dim);
   o.Set("vocabSize", c.vocab_size);
+  o.Set("numLabels", c.num_labels);  // sequence classifiers: the width of a logits row (0 = vocabSize)
   o.Set("contextLength", c.max_position_embeddings);
   o.Set("bosTokenId", double(c.bos_token_id));
   o.Set("padTokenId", double(c.pad_token_id));
@@ -33,7 +34,9 @@ Napi::Object model_info_object(Napi::Env env, const ModelConfig& c, const Checkp
   o.Set("kvBytes", double(kv.bytes()));
   o.Set("numPages", kv.num_pages());
   o.Set("pageSize", kv.page_size());
-  o.Set("backend", backend_name);
+  o.Set("backend", backend.name);
+  const DType act = backend.act_dtype;
+  o.Set("activationDtype", act == DType::BF16 ? "bfloat16" : act == DType::F16 ? "float16" : "float32");
   return o;
 }
 

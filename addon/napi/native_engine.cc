@@ -477,6 +477,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     const int num_pages_opt = int(int_field(opts, "numPages", 0, 2147483647));
     std::string device = "cpu";
     if (!absent(opts.Get("device"))) device = prop_string(opts, "device");
+    // --dtype: "float32" / "float" pick CUDA's float32 table on a GPU (select_backend); the CPU ignores it.
+    std::string dtype = "auto";
+    if (!absent(opts.Get("dtype"))) dtype = prop_string(opts, "dtype");
     ModelRunOptions run_opts;
     if (!absent(opts.Get("cudaGraphMaxBs"))) run_opts.graph_max_bs = int(int_field(opts, "cudaGraphMaxBs", 1, 4096));
     if (!absent(opts.Get("disableCudaGraph"))) run_opts.disable_graphs = bool_field(opts, "disableCudaGraph");
@@ -516,7 +519,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
     auto core = std::make_shared<EngineCore>();
     try {
-      const Backend& be = select_backend(device);
+      const Backend& be = select_backend(device, dtype);
       if (num_pages_opt == 0 && &be == &cpu_backend()) type_error(env, "numPages", "must be positive on the CPU backend");
       core->backend = &be;
       core->config = std::make_unique<ModelConfig>(model_config_load(dir));
@@ -585,7 +588,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   Napi::Value info(const Napi::CallbackInfo& info) {
     if (core_->state == EngineCore::kClosed) throw Napi::Error::New(info.Env(), "engine is closed");
     std::lock_guard<std::mutex> lk(core_->model_mu);
-    return model_info_object(info.Env(), *core_->config, *core_->ckpt, *core_->kv, core_->backend->name);
+    return model_info_object(info.Env(), *core_->config, *core_->ckpt, *core_->kv, *core_->backend);
   }
 
   Napi::Value submit(const Napi::CallbackInfo& info) {

@@ -28,8 +28,10 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
     int page_size = int(prop_int(opts, "pageSize", 1));
     std::string device = "cpu";
     if (!opts.Get("device").IsUndefined()) device = prop_string(opts, "device");
+    std::string dtype = "auto";  // "float32": CUDA's float32 table (select_backend)
+    if (!opts.Get("dtype").IsUndefined()) dtype = prop_string(opts, "dtype");
     try {
-      const Backend& be = select_backend(device);
+      const Backend& be = select_backend(device, dtype);
       backend_ = &be;
       config_ = std::make_unique<ModelConfig>(model_config_load(dir));
       ckpt_ = std::make_unique<Checkpoint>(dir);
@@ -54,7 +56,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
 
   Napi::Value info(const Napi::CallbackInfo& info) {
     check_open(info.Env());
-    return model_info_object(info.Env(), *config_, *ckpt_, *kv_, backend_->name);
+    return model_info_object(info.Env(), *config_, *ckpt_, *kv_, *backend_);
   }
 
   // forward({tokenIds, qoIndptr, kvIndptr, kvPageIndices, kvLens, logitRows}) -> Float32Array [R * V]

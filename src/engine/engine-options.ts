@@ -41,8 +41,24 @@ export interface ServingEngineOptions {
   cudaGraphMaxBs?: number;
   /** --disable-cuda-graph (GPU): run every step eagerly. */
   disableCudaGraph?: boolean;
+  /**
+   * --dtype. On a GPU: 'float32' / 'float' run the float32 CUDA backend (f32 activations, KV cache and weights,
+   * f32 math: a correctness mode that matches float32 references); 'auto' / 'bfloat16' (default) the bf16 one.
+   * The CPU backend computes in f32 on the weights as stored whatever this says (the server checks the flag
+   * against the checkpoint there).
+   */
+  dtype?: EngineDtype;
   /** Called after every engine step with where its time went (benchmarks). */
   onStepTiming?: (t: StepTiming) => void;
+}
+
+/** SGLang's --dtype choices. */
+export const ENGINE_DTYPES = ['auto', 'bfloat16', 'float16', 'float32', 'half', 'float'] as const;
+export type EngineDtype = (typeof ENGINE_DTYPES)[number];
+
+/** Whether a --dtype value asks for float32 compute ('float32' or its alias 'float'). */
+export function isFloat32Dtype(d: string): boolean {
+  return d === 'float32' || d === 'float';
 }
 
 export type ResolvedEngineOptions = Required<Omit<ServingEngineOptions, 'randomSeed' | 'onStepTiming' | 'tokenizerPath' | 'device'>> & {
@@ -100,6 +116,8 @@ export function resolveEngineOptions(opts: ServingEngineOptions = {}, cudaAvaila
   const schedulePolicy = opts.schedulePolicy ?? ENGINE_DEFAULTS.schedulePolicy;
   if (schedulePolicy !== 'fcfs' && schedulePolicy !== 'lpm') throw new RangeError(`schedulePolicy must be 'fcfs' or 'lpm', got ${String(schedulePolicy)}`);
   if (opts.randomSeed !== undefined && !Number.isSafeInteger(opts.randomSeed)) throw new RangeError(`randomSeed must be an integer, got ${opts.randomSeed}`);
+  const dtype = opts.dtype ?? 'auto';
+  if (!(ENGINE_DTYPES as readonly string[]).includes(dtype)) throw new RangeError(`dtype must be one of ${ENGINE_DTYPES.join(', ')}, got ${String(dtype)}`);
   return {
     modelPath,
     tokenizerPath: opts.tokenizerPath ?? modelPath,
@@ -116,6 +134,7 @@ export function resolveEngineOptions(opts: ServingEngineOptions = {}, cudaAvaila
     memFractionStatic,
     cudaGraphMaxBs: positiveInt('cudaGraphMaxBs', opts.cudaGraphMaxBs ?? ENGINE_DEFAULTS.cudaGraphMaxBs),
     disableCudaGraph: opts.disableCudaGraph ?? false,
+    dtype,
     disableRadixCache: opts.disableRadixCache ?? ENGINE_DEFAULTS.disableRadixCache,
     schedulePolicy,
     randomSeed: opts.randomSeed,

@@ -16,6 +16,8 @@ export interface ModelInfo {
   numKvHeads: number;
   headDim: number;
   vocabSize: number;
+  /** Sequence classifiers (reward / rerank models): labels per logits row; 0 for language models. */
+  numLabels: number;
   contextLength: number;
   bosTokenId: number; // -1 when absent
   padTokenId: number; // -1 when absent
@@ -30,6 +32,8 @@ export interface ModelInfo {
   numPages: number;
   pageSize: number;
   backend: string;
+  /** The dtype the model computes and keeps its KV cache in: 'float32' (CPU, or CUDA with --dtype float32) or 'bfloat16' (CUDA). */
+  activationDtype: string;
 }
 
 /** One varlen step; see addon/models/forward_batch.h for the exact semantics. */
@@ -58,6 +62,8 @@ export interface NativeEngineOptions {
   memFractionStatic?: number; // (0, 1), with numPages 0 (default 0.85)
   cudaGraphMaxBs?: number; // decode batches up to this size replay CUDA graphs (default 256)
   disableCudaGraph?: boolean;
+  /** SGLang's --dtype: 'float32' / 'float' select the float32 CUDA backend on a GPU; ignored on the CPU. Default 'auto'. */
+  dtype?: 'auto' | 'bfloat16' | 'float16' | 'float32' | 'half' | 'float';
   chunkedPrefillSize: number; // -1 = no chunking
   maxPrefillTokens: number; // prefill token budget per step
   maxRunningRequests: number;
@@ -164,7 +170,7 @@ export interface NativeEngine {
 }
 
 export interface NativeAddon {
-  NativeModel: new (opts: { modelPath: string; numPages: number; pageSize?: number; device?: 'auto' | 'cpu' | 'cuda' }) => NativeModel;
+  NativeModel: new (opts: { modelPath: string; numPages: number; pageSize?: number; device?: 'auto' | 'cpu' | 'cuda'; dtype?: NativeEngineOptions['dtype'] }) => NativeModel;
   NativeEngine: new (opts: NativeEngineOptions) => NativeEngine;
   /** memcpy of a `bytes` buffer across the CPU threads, GB/s of bytes copied (each byte counted once). */
   cpuMemcpyBandwidthGBs(bytes: number, iters?: number): number;

@@ -105,7 +105,7 @@ export function buildServerArgs(engine: ServingEngine, o: ServerArgsOptions): Re
     host: o.host ?? '127.0.0.1',
     port: o.port ?? 30000,
     grpc_port: o.grpcPort ?? null,
-    dtype: engine.info.dtype,
+    dtype: engine.info.backend === 'cuda' ? engine.info.activationDtype : engine.info.dtype, // the dtype that runs
     device: engine.info.backend,
     served_model_name: o.servedModelName ?? o.modelPath,
     weight_version: o.weightVersion ?? 'default',

@@ -48,13 +48,14 @@ async function localRuntime(o: ServerOptions, log: Log, progressStream: Progress
   const tokenizerPath = o.tokenizerPath !== null ? resolveModelPath(o.tokenizerPath) : undefined;
   const engine = await ServingEngine.create({ ...o.engine, modelPath: dir, tokenizerPath });
   const info = engine.info;
-  // The CPU computes in the checkpoint's dtype as stored; the GPU converts every checkpoint to bf16.
-  const runs = info.backend === 'cuda' ? 'bfloat16' : info.dtype;
+  // The CPU computes on the checkpoint's weights as stored; the GPU converts every checkpoint to bf16, or to
+  // f32 with --dtype float32 (the float32 CUDA backend, chosen by the engine from the same flag).
+  const runs = info.backend === 'cuda' ? info.activationDtype : info.dtype;
   if (o.dtype !== 'auto' && !sameDtype(o.dtype, runs)) {
     await engine.close();
     throw new Error(
       info.backend === 'cuda'
-        ? `--dtype ${o.dtype}: the CUDA backend runs bf16; use --dtype auto or bfloat16`
+        ? `--dtype ${o.dtype}: the CUDA backend runs bfloat16 or float32; use --dtype auto, bfloat16 or float32`
         : `--dtype ${o.dtype}: the CPU backend uses the weights as stored (${info.dtype}); use --dtype auto`,
     );
   }
@@ -66,7 +67,7 @@ async function localRuntime(o: ServerOptions, log: Log, progressStream: Progress
     engine.info.contextLength = o.contextLength; // the front validates and clamps requests against it
   }
   log(
-    `Loaded ${info.architecture} (${info.numLayers} layers, ${info.dtype}, ${(info.weightBytes / 1e6).toFixed(1)} MB weights, ` +
+    `Loaded ${info.architecture} (${info.numLayers} layers, ${info.backend === 'cuda' ? `${info.dtype} weights run in ${info.activationDtype}` : info.dtype}, ${(info.weightBytes / 1e6).toFixed(1)} MB weights, ` +
       `${info.numPages * info.pageSize} KV tokens) on ${info.backend} in ${((performance.now() - t0) / 1000).toFixed(2)} s`,
   );
   const servedModelName = o.servedModelName ?? given;

@@ -2,6 +2,7 @@
 // variable (SGL_ + the flag in upper snake case, e.g. SGL_PORT); the command line wins.
 import { ENGINE_FLAGS, engineOptionsFrom, flagsHelp, parseFlags, type FlagSpec } from '../cli/engine-flags.js';
 import type { ServingEngineOptions } from '../engine/engine.js';
+import { ENGINE_DTYPES, type EngineDtype } from '../engine/engine-options.js';
 
 export interface ServerOptions {
   engine: ServingEngineOptions;
@@ -36,7 +37,11 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
   { flag: '--log-level', kind: 'choice', choices: ['debug', 'info', 'warning', 'error', 'critical'], help: 'log level (default info)', apply: none },
   { flag: '--is-embedding', kind: 'bool', help: 'serve an embedding / reward / cross-encoder model', apply: none },
   { flag: '--context-length', kind: 'int', help: "the model's context length (at most the config's)", apply: none },
-  { flag: '--dtype', kind: 'choice', choices: ['auto', 'bfloat16', 'float16', 'float32', 'half', 'float'], help: 'weights dtype (auto: as stored)', apply: none },
+  {
+    flag: '--dtype', kind: 'choice', choices: ENGINE_DTYPES,
+    help: 'GPU: bfloat16 (auto) or float32 / float (f32 throughout, a parity mode); the CPU uses the weights as stored (auto)',
+    apply: none, // reaches the engine as ServingEngineOptions.dtype (parseServerOptions)
+  },
   { flag: '--served-model-name', kind: 'str', help: 'model name in responses (default: the model path)', apply: none },
   { flag: '--api-key', kind: 'str', help: 'require Authorization: Bearer KEY on every route (REST and gRPC)', apply: none },
   { flag: '--preferred-sampling-params', kind: 'str', help: 'JSON object of default sampling params', apply: none },
@@ -73,7 +78,8 @@ export function parseServerOptions(argv: readonly string[], env: NodeJS.ProcessE
   }
   return {
     help: v.get('--help') === true,
-    engine: engineOptionsFrom(v),
+    // --dtype goes to the engine too: float32 on a GPU picks the float32 CUDA backend.
+    engine: { ...engineOptionsFrom(v), ...(v.has('--dtype') ? { dtype: String(v.get('--dtype')) as EngineDtype } : {}) },
     modelPath: str('--model-path'),
     tokenizerPath: str('--tokenizer-path'),
     host: str('--host') ?? '127.0.0.1',

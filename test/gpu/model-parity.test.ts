@@ -8,6 +8,8 @@
 // gives 0.080 on qwen2-tiny's prompt logprobs; the GPU gives 0.078 (stories260k: 0.046, its f32 weights rounded to bf16 as
 // well; cuda/NOTES.md). No single rounding point dominates, so only f32 activations would reach 2e-2; a broken
 // kernel shows as errors of order 1.
+// The float32 runs (--dtype float32: the float32 CUDA backend, f32 activations, KV cache and weights, f32 math)
+// are held to 2e-2, the issue's bound; f32 on both sides should leave ~1e-4 (the PARITY "float32" lines).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -19,7 +21,8 @@ const skip = cudaAvailable(loadAddon()) ? false : 'no CUDA device';
 const LOGPROB_TOL = 0.1;
 const LOGPROB_REL = 0;
 const MARGIN = 0.05;
-const close = (a: number, b: number) => Math.abs(a - b) <= LOGPROB_TOL + LOGPROB_REL * Math.abs(b);
+const F32_LOGPROB_TOL = 2e-2;
+const close = (a: number, b: number, tol = LOGPROB_TOL) => Math.abs(a - b) <= tol + LOGPROB_REL * Math.abs(b);
 const worst = new Map<string, number>();
 function note(key: string, a: number, b: number): void {
   worst.set(key, Math.max(worst.get(key) ?? 0, Math.abs(a - b)));
@@ -29,15 +32,15 @@ process.on('exit', () => {
 });
 
 /** Checks one greedy run against the golden: ids equal up to the first position with margin <= MARGIN. */
-function checkGreedy(name: string, g: GoldenGenerate, ids: number[], lps: number[]): number {
+function checkGreedy(name: string, g: GoldenGenerate, ids: number[], lps: number[], tol = LOGPROB_TOL, tag = name.split(' ')[0]): number {
   let compared = 0;
   for (let i = 0; i < g.greedy_ids.length && i < ids.length; i++) {
     if (ids[i] !== g.greedy_ids[i]) {
       assert.ok(g.greedy_top2_margin[i]! <= MARGIN, `${name}: token ${i} is ${ids[i]}, golden ${g.greedy_ids[i]} (margin ${g.greedy_top2_margin[i]})`);
       break;
     }
-    note(`${name.split(' ')[0]} output`, lps[i]!, g.greedy_logprobs[i]!);
-    assert.ok(close(lps[i]!, g.greedy_logprobs[i]!), `${name}: output logprob ${i}: ${lps[i]} vs ${g.greedy_logprobs[i]}`);
+    note(`${tag} output`, lps[i]!, g.greedy_logprobs[i]!);
+    assert.ok(close(lps[i]!, g.greedy_logprobs[i]!, tol), `${name}: output logprob ${i}: ${lps[i]} vs ${g.greedy_logprobs[i]}`);
     compared++;
     if (g.greedy_top2_margin[i]! <= MARGIN) break; // past a near-tie the golden path may legitimately differ
   }
@@ -66,6 +69,39 @@ for (const fixture of ['stories260k', 'qwen2-tiny']) {
             assert.ok(close(lp as number, g.prompt_logprobs[i] as number), `${name}: prompt logprob ${i}: ${lp} vs ${g.prompt_logprobs[i]}`);
           });
           compared += checkGreedy(name, g, out!.outputIds, out!.outputTokenLogprobs!.map((t) => t[0] as number));
+        }
+        assert.ok(compared >= golden.generate.length, 'compared at least one greedy token per prompt');
+      } finally {
+        await engine.close();
+      }
+    }
+  });
+}
+
+for (const fixture of ['stories260k', 'qwen2-tiny']) {
+  test(`${fixture} on CUDA with --dtype float32: prompt and output logprobs within ${F32_LOGPROB_TOL} of the goldens, greedy ids match`, { skip }, async () => {
+    const golden = loadGolden(fixture);
+    for (const [pageSize, dtype] of [[1, 'float32'], [16, 'float']] as const) {
+      const engine = await ServingEngine.create({ modelPath: fixtureModelDir(fixture), device: 'cuda', dtype, pageSize, maxTotalTokens: 8192, randomSeed: 1 });
+      try {
+        assert.equal(engine.info.backend, 'cuda');
+        assert.equal(engine.info.activationDtype, 'float32', 'the float32 CUDA backend runs');
+        const tag = `${fixture} float32`;
+        let compared = 0;
+        for (const [k, g] of golden.generate.entries()) {
+          const [out] = await engine.generateAll({
+            inputIds: g.input_ids,
+            samplingParams: { temperature: 0, max_new_tokens: g.greedy_ids.length, ignore_eos: true },
+            returnLogprob: true,
+            logprobStartLen: 0,
+          });
+          const name = `${fixture} float32 prompt ${k} (page ${pageSize})`;
+          out!.inputTokenLogprobs!.forEach(([lp], i) => {
+            if (i === 0) return;
+            note(`${tag} prompt`, lp as number, g.prompt_logprobs[i] as number);
+            assert.ok(close(lp as number, g.prompt_logprobs[i] as number, F32_LOGPROB_TOL), `${name}: prompt logprob ${i}: ${lp} vs ${g.prompt_logprobs[i]}`);
+          });
+          compared += checkGreedy(name, g, out!.outputIds, out!.outputTokenLogprobs!.map((t) => t[0] as number), F32_LOGPROB_TOL, tag);
         }
         assert.ok(compared >= golden.generate.length, 'compared at least one greedy token per prompt');
       } finally {
