@@ -8,7 +8,8 @@
 
 namespace sgl {
 
-static const char* kSupported[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "XLMRobertaForSequenceClassification"};
+static const char* kSupported[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "LlamaForSequenceClassification",
+                                   "XLMRobertaForSequenceClassification"};
 
 bool model_architecture_supported(const std::string& arch) {
   for (const char* a : kSupported)
@@ -110,7 +111,11 @@ ModelConfig model_config_load(const std::string& dir) {
     if (c.hidden_act != "gelu" && c.hidden_act != "gelu_new" && c.hidden_act != "gelu_pytorch_tanh")
       throw std::runtime_error(path + ": unsupported hidden_act \"" + c.hidden_act + "\" (supported: gelu, gelu_new, gelu_pytorch_tanh)");
     if (c.type_vocab_size <= 0) throw std::runtime_error(path + ": \"type_vocab_size\" must be positive");
-  } else if (c.hidden_act != "silu") {
+  } else if (c.architecture == "LlamaForSequenceClassification") {
+    c.num_labels = cfg["id2label"].is_object() ? int(cfg["id2label"].size()) : int(cfg.int_or("num_labels", 2));
+    if (c.num_labels <= 0) throw std::runtime_error(path + ": \"id2label\" is empty");
+  }
+  if (!c.is_encoder && c.hidden_act != "silu") {
     throw std::runtime_error(path + ": unsupported hidden_act \"" + c.hidden_act + "\"");
   }
   if (c.architecture == "Qwen2ForCausalLM") {

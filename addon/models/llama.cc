@@ -1,5 +1,7 @@
 // LlamaForCausalLM and Qwen2ForCausalLM: pre-norm decoder layers of RMSNorm, rotary GQA attention (q/k/v
 // biases for Qwen2, attention_bias for Llama) and a SwiGLU MLP; tied or untied lm_head.
+// LlamaForSequenceClassification (Skywork-style reward models) is the same decoder with the `score` head
+// [labels, C] in the lm_head's place: its logits row at the last token is the reward.
 #include <cmath>
 #include <algorithm>
 #include <map>
@@ -124,7 +126,10 @@ class LlamaModel : public Model {
     const int64_t QD = int64_t(cfg.num_heads) * cfg.head_dim, KD = int64_t(cfg.num_kv_heads) * cfg.head_dim;
     embed_ = W("model.embed_tokens.weight", {V, C});
     final_norm_ = W("model.norm.weight", {C});
-    lm_head_ = cfg.tie_word_embeddings && !ck.find("lm_head.weight") ? embed_ : W("lm_head.weight", {V, C});
+    if (cfg.num_labels > 0)  // *ForSequenceClassification: the score head [labels, C] in the lm_head's place
+      lm_head_ = W("score.weight", {int64_t(cfg.num_labels), C});
+    else
+      lm_head_ = cfg.tie_word_embeddings && !ck.find("lm_head.weight") ? embed_ : W("lm_head.weight", {V, C});
     for (int l = 0; l < cfg.num_layers; l++) {
       std::string p = "model.layers." + std::to_string(l) + ".";
       LayerWeights w;
@@ -258,7 +263,7 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
     size_scratch(eager_, T, b.R);
     if (out.argmax_only) upload_sampling(eager_, out, b.R, b.R);
     run(d, eager_, kv, b.B, T, b.R, max_q_len, max_kv_len, out.argmax_only != nullptr);
-    lg = eager_.logits.as<float>(size_t(b.R) * c.vocab_size);
+    lg = eager_.logits.as<float>(size_t(b.R) * c.logits_width());
     red = static_cast<const int32_t*>(eager_.red.ensure(0));
   }
   if (b.R == 0) return;
@@ -342,7 +347,7 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
   // The logits come out of the lm_head matmul in f32 on every backend (bf16 logits would cost ~1e-2 in
   // logprobs).
   float* lg = static_cast<float*>(s.logits.ensure(0));
-  MatmulParams mp{rows, lm_head_, WeightRef{}, lg, R, C, c.vocab_size};
+  MatmulParams mp{rows, lm_head_, WeightRef{}, lg, R, C, c.logits_width()};
   mp.y_f32 = true;
   be_.matmul(mp);
   if (reduce) {
@@ -515,7 +520,7 @@ void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
 
 // Downloads what `out` asks: (token, logprob) of the reduced rows, the full rows of the rest.
 void LlamaModel::deliver(const float* lg, const int32_t* red, int R, int stride, const LogitsOut& out) {
-  const size_t V = size_t(config_.vocab_size);
+  const size_t V = size_t(config_.logits_width());  // labels for a sequence classifier
   if (!out.argmax_only) {
     be_.download(out.logits, lg, size_t(R) * V * sizeof(float));
     return;
@@ -542,7 +547,8 @@ std::unique_ptr<Model> xlmr_create(const ModelConfig& config, const Checkpoint& 
 
 std::unique_ptr<Model> model_create(const ModelConfig& config, const Checkpoint& ckpt, const Backend& backend,
                                     const ModelRunOptions& opts) {
-  if (config.architecture == "LlamaForCausalLM" || config.architecture == "Qwen2ForCausalLM")
+  if (config.architecture == "LlamaForCausalLM" || config.architecture == "Qwen2ForCausalLM" ||
+      config.architecture == "LlamaForSequenceClassification")
     return std::make_unique<LlamaModel>(config, ckpt, backend, opts);
   if (config.architecture == "XLMRobertaForSequenceClassification") return xlmr_create(config, ckpt, backend);
   throw std::runtime_error("unknown architecture \"" + config.architecture + "\"");

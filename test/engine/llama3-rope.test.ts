@@ -38,7 +38,7 @@ function scores(dir: string): number[] {
   const golden = JSON.parse(readFileSync(path.join(src, 'golden.json'), 'utf8')) as { classify: { input_ids: number[] }[] };
   const model = new (loadAddon().NativeModel)({ modelPath: dir, numPages: 64, pageSize: 16 });
   const pool = new PagePool(64);
-  const V = model.info().vocabSize;
+  const V = model.info().numLabels || model.info().vocabSize;
   const out = golden.classify.map((c) => {
     const seq = new SequenceKv(pool, 16);
     const [row] = runStep(model, V, [{ seq, tokens: c.input_ids, logits: 'last' }])[0];
@@ -56,4 +56,13 @@ test('llama3 rope scaling: reward scores equal transformers within 1e-4', () => 
   // The check can fail: without the llama3 scaling the same model scores differently.
   const plain = scores(rewardAsCausalLm({ rope_type: 'default', rope_theta: 500000.0 }));
   assert.ok(plain.some((s, i) => Math.abs(s - golden.classify[i].score) > 1e-3), `default rope should not match: ${plain}`);
+});
+
+test('LlamaForSequenceClassification served natively: the score head at the last token equals the golden rewards', () => {
+  const golden = JSON.parse(readFileSync(path.join(src, 'golden.json'), 'utf8')) as { classify: { score: number }[] };
+  const info = new (loadAddon().NativeModel)({ modelPath: src, numPages: 8, pageSize: 16 });
+  assert.equal(info.info().numLabels, 1);
+  info.close();
+  const got = scores(src);
+  got.forEach((s, i) => assert.ok(Math.abs(s - golden.classify[i].score) < 1e-4, `text ${i}: ${s} vs ${golden.classify[i].score}`));
 });
