@@ -27,7 +27,14 @@
 #include "gpu_check.h"
 
 using namespace sgl;
+using gpu_check::fmt;
+using gpu_check::guarded;
 using gpu_check::report;
+
+// This harness's own random streams (the salt of gpu_check::Rng).
+struct Rng : gpu_check::Rng {
+  explicit Rng(uint64_t seed) : gpu_check::Rng(seed, 0x7654321ull) {}
+};
 
 namespace {
 
@@ -35,37 +42,6 @@ const Backend* F = nullptr;    // the float32 CUDA table
 const Backend* CPU = nullptr;
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr double kTol = 1e-4;
-
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
-
-void guarded(const std::string& name, const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    report(name, false, std::string("(exception: ") + e.what() + ")");
-  }
-}
-
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 0x7654321ull) {}
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  float uni(float lo = -1.0f, float hi = 1.0f) { return lo + (hi - lo) * float(next() >> 40) * (1.0f / 16777216.0f); }
-  int range(int lo, int hi) { return lo + int(next() % uint64_t(hi - lo + 1)); }  // [lo, hi]
-};
 
 std::vector<float> rand_f(size_t n, Rng& r, float lo = -1.0f, float hi = 1.0f) {
   std::vector<float> v(n);

@@ -28,7 +28,10 @@
 #include "gpu_check.h"
 
 using namespace sgl;
+using gpu_check::fmt;
+using gpu_check::guarded;
 using gpu_check::report;
+using gpu_check::Rng;
 
 namespace {
 
@@ -36,40 +39,6 @@ const Backend* CU = nullptr;
 const Backend* CPU = nullptr;
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
-
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-  char buf[512];
-  va_list ap;
-  va_start(ap, f);
-  std::vsnprintf(buf, sizeof buf, f, ap);
-  va_end(ap);
-  return buf;
-}
-
-
-// Runs one group of checks; an exception is one failed check named after the group.
-void guarded(const std::string& name, const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const std::exception& e) {
-    report(name, false, std::string("(exception: ") + e.what() + ")");
-  }
-}
-
-// splitmix64: fast and reproducible (the large weights have ~10^8 elements).
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 0x1234567ull) {}
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  float uni(float lo = -1.0f, float hi = 1.0f) { return lo + (hi - lo) * float(next() >> 40) * (1.0f / 16777216.0f); }
-  int range(int lo, int hi) { return lo + int(next() % uint64_t(hi - lo + 1)); }  // [lo, hi]
-};
 
 // A bf16 tensor on the host: its bits and the f32 value of each.
 struct Bf16 {
