@@ -323,10 +323,8 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   // all -inf, where sample_row draws none).
   const bool dev_ok = model_->can_sample_rows();
   DeviceRows& dv = dev_;
-  dv.rows.clear(), dv.top_k.clear(), dv.flags.clear(), dv.top_n.clear(), dv.ids.clear(), dv.inv_temp.clear();
-  dv.top_p.clear(), dv.min_p.clear(), dv.u.clear(), dv.edits.clear(), dv.rng_before.clear();
-  dv.edit_indptr.assign(1, 0);
-  dv.ids_indptr.assign(1, 0);
+  dv.in.clear();
+  dv.rng_before.clear();
   dev_index_.assign(rows.size(), -1);
   for (size_t i = 0; i < rows.size(); ++i) {
     if (!rows[i].sample) continue;
@@ -340,46 +338,21 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
       row_u_[i] = sampler_draw_uniform(q.st);
     } else if (dev_ok && std::min(std::max(sp.top_logprobs_num, 0), vocab_) <= kSampleMaxTopN) {
       argmax_only_[i] = kRowDeviceSample;
-      dev_index_[i] = int32_t(dv.rows.size());
-      const RowSpec rs = sampler_row_spec(sp, vocab_);
-      dv.rows.push_back(int32_t(i));
-      dv.inv_temp.push_back(rs.inv_t);
-      dv.top_k.push_back(rs.top_k);
-      dv.top_p.push_back(rs.top_p);
-      dv.min_p.push_back(rs.min_p);
-      dv.flags.push_back(rs.return_logprob ? kSampleReturnLogprob : 0);
-      dv.top_n.push_back(rs.return_logprob ? rs.top_logprobs_num : 0);
-      sampler_logit_edits(sp, q.st, vocab_, dv.edits);
-      dv.edit_indptr.push_back(int32_t(dv.edits.size()));
-      if (rs.return_logprob) dv.ids.insert(dv.ids.end(), sp.token_ids_logprob.begin(), sp.token_ids_logprob.end());
-      dv.ids_indptr.push_back(int32_t(dv.ids.size()));
+      dev_index_[i] = dv.in.size();
       dv.rng_before.push_back(q.st.rng);
-      dv.u.push_back(rs.greedy() ? 0.0 : sampler_draw_uniform(q.st));
+      dv.in.add(int32_t(i), sp, q.st, vocab_);
     }
   }
-  const size_t n_dev = dv.rows.size();
+  const size_t n_dev = size_t(dv.in.size());
   dv.token.assign(n_dev, 0);
   dv.status.assign(n_dev, 0);
   dv.logprob.assign(n_dev, 0.0f);
   dv.top_ids.assign(n_dev * kSampleMaxTopN, -1);
   dv.top_lps.assign(n_dev * kSampleMaxTopN, 0.0f);
-  dv.ids_lps.assign(dv.ids.size(), 0.0f);
+  dv.ids_lps.assign(dv.in.ids.size(), 0.0f);
   SampleRowsParams& sr = dv.params;
   sr = SampleRowsParams{};
-  sr.rows = dv.rows.data();
-  sr.R = int32_t(n_dev);
-  sr.V = vocab_;
-  sr.inv_temp = dv.inv_temp.data();
-  sr.top_k = dv.top_k.data();
-  sr.top_p = dv.top_p.data();
-  sr.min_p = dv.min_p.data();
-  sr.u = dv.u.data();
-  sr.flags = dv.flags.data();
-  sr.top_n = dv.top_n.data();
-  sr.edit_indptr = dv.edit_indptr.data();
-  sr.edits = dv.edits.data();
-  sr.ids_indptr = dv.ids_indptr.data();
-  sr.ids = dv.ids.data();
+  dv.in.fill_inputs(sr, vocab_);
   sr.token = dv.token.data();
   sr.logprob = dv.logprob.data();
   sr.status = dv.status.data();
@@ -417,7 +390,7 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
       // what sample_row would have returned (SampleOutput fresh: logprob 0 where it sets none)
       const int32_t j = dev_index_[size_t(i)];
       const SamplingParams& sp = q.r.params;
-      const bool greedy = dev_.top_k[size_t(j)] == 1;
+      const bool greedy = dev_.in.top_k[size_t(j)] == 1;
       o.so.token = dev_.token[size_t(j)];
       o.so.top_logprobs.clear();
       o.so.token_ids_logprobs.clear();
@@ -428,10 +401,10 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
         o.so.logprob = sp.return_logprob ? dev_.logprob[size_t(j)] : 0.0f;
         if (sp.return_logprob) {
           const size_t base = size_t(j) * kSampleMaxTopN;
-          for (int32_t k = 0; k < dev_.top_n[size_t(j)]; ++k)
+          for (int32_t k = 0; k < dev_.in.top_n[size_t(j)]; ++k)
             o.so.top_logprobs.emplace_back(dev_.top_ids[base + size_t(k)], dev_.top_lps[base + size_t(k)]);
-          o.so.token_ids_logprobs.assign(dev_.ids_lps.begin() + dev_.ids_indptr[size_t(j)],
-                                         dev_.ids_lps.begin() + dev_.ids_indptr[size_t(j) + 1]);
+          o.so.token_ids_logprobs.assign(dev_.ids_lps.begin() + dev_.in.ids_indptr[size_t(j)],
+                                         dev_.ids_lps.begin() + dev_.in.ids_indptr[size_t(j) + 1]);
         }
       }
     } else if (argmax_only_[size_t(i)]) {

@@ -11,6 +11,7 @@
 
 #include "engine/page_pool.h"
 #include "engine/radix_cache.h"
+#include "engine/sample_rows_batch.h"
 #include "engine/sampler.h"
 #include "kv/kv_cache.h"
 #include "models/model.h"
@@ -158,10 +159,7 @@ class Scheduler {
   // Rows sampled by Backend::sample_rows (argmax_only_ == kRowDeviceSample): their descriptors (host), in
   // row order, and the outputs forward() fills. dev_index_[i]: row i's index among them.
   struct DeviceRows {
-    std::vector<int32_t> rows, top_k, flags, top_n, edit_indptr, ids_indptr, ids;
-    std::vector<float> inv_temp, top_p, min_p;
-    std::vector<double> u;
-    std::vector<LogitEdit> edits;
+    SampleRowsBatch in;                          // the rows' descriptors
     std::vector<std::mt19937_64> rng_before;  // each row's stream before its uniform (restored if unused)
     std::vector<int32_t> token, status, top_ids;
     std::vector<float> logprob, top_lps, ids_lps;

@@ -21,6 +21,7 @@
 
 #include "backend/backend.h"
 #include "cpu/ops.h"
+#include "engine/sample_rows_batch.h"
 #include "engine/sampler.h"
 #include "gpu_check.h"
 
@@ -77,12 +78,8 @@ bool close(float a, float b) {
 }
 
 // Host arrays of one batch of rows, in SampleRowsParams order.
-struct Batch {
+struct Batch : SampleRowsBatch {
   std::vector<float> logits;
-  std::vector<int32_t> rows, top_k, flags, top_n, edit_indptr{0}, ids_indptr{0}, ids;
-  std::vector<float> inv_temp, top_p, min_p;
-  std::vector<double> u;
-  std::vector<LogitEdit> edits;
   std::vector<int32_t> case_of;  // [R] index into kCases
   // sample_row's own answer per row (the reference's reference)
   std::vector<int32_t> sr_token;
@@ -155,22 +152,10 @@ int main() {
       for (int k = 0; k < 40; ++k) sampler_state_append(st, k % 3 ? tok(rng) : prompt[size_t(k)]);
       for (int k = 0; k < 5; ++k) sampler_state_append(st, prompt[0]);  // a token seen many times
 
-      const RowSpec rs = sampler_row_spec(p, V);
       b.case_of.push_back(ci);
-      b.rows.push_back(at);
-      b.inv_temp.push_back(rs.inv_t);
-      b.top_k.push_back(rs.top_k);
-      b.top_p.push_back(rs.top_p);
-      b.min_p.push_back(rs.min_p);
-      b.flags.push_back(rs.return_logprob ? kSampleReturnLogprob : 0);
-      b.top_n.push_back(rs.return_logprob ? rs.top_logprobs_num : 0);
-      sampler_logit_edits(p, st, V, b.edits);
-      b.edit_indptr.push_back(int32_t(b.edits.size()));
-      if (rs.return_logprob) b.ids.insert(b.ids.end(), p.token_ids_logprob.begin(), p.token_ids_logprob.end());
-      b.ids_indptr.push_back(int32_t(b.ids.size()));
-      // the uniform as the scheduler draws it, and sample_row's answer from the same stream
+      // the uniform as the scheduler draws it (SampleRowsBatch::add), and sample_row's answer from the same stream
       SamplerState st_ref = st;
-      b.u.push_back(rs.greedy() ? 0.0 : sampler_draw_uniform(st));
+      b.add(at, p, st, V);
       std::vector<float> copy(row, row + V);
       SampleOutput so;
       sample_row(copy.data(), V, p, st_ref, so);
@@ -183,10 +168,11 @@ int main() {
     std::vector<float> ref_logits = b.logits;
     std::vector<int32_t> ref_tok(R, -9), ref_st(R, -9), ref_tid(size_t(R) * kSampleMaxTopN, -9);
     std::vector<float> ref_lp(R), ref_tlp(size_t(R) * kSampleMaxTopN), ref_ilp(std::max(1, NI));
-    SampleRowsParams hp{ref_logits.data(), b.rows.data(), R, V, b.inv_temp.data(), b.top_k.data(), b.top_p.data(),
-                        b.min_p.data(), b.u.data(), b.flags.data(), b.top_n.data(), b.edit_indptr.data(),
-                        b.edits.data(), b.ids_indptr.data(), b.ids.data(), ref_tok.data(), ref_lp.data(),
-                        ref_st.data(), ref_tid.data(), ref_tlp.data(), ref_ilp.data()};
+    SampleRowsParams hp{};
+    b.fill_inputs(hp, V);
+    hp.logits = ref_logits.data();
+    hp.token = ref_tok.data(), hp.logprob = ref_lp.data(), hp.status = ref_st.data();
+    hp.top_ids = ref_tid.data(), hp.top_lps = ref_tlp.data(), hp.ids_lps = ref_ilp.data();
     sample_rows_cpu(hp);
     {
       int bad = 0;
