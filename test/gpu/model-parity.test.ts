@@ -47,30 +47,38 @@ function checkGreedy(name: string, g: GoldenGenerate, ids: number[], lps: number
   return compared;
 }
 
+/**
+ * Every golden prompt of `fixture` through `engine`: prompt logprobs and the greedy continuation against the
+ * goldens within `tol`; `tag` names the PARITY lines ("<fixture>" or "<fixture> float32").
+ */
+async function checkFixture(engine: ServingEngine, fixture: string, tag: string, pageSize: number, tol: number): Promise<void> {
+  const golden = loadGolden(fixture);
+  let compared = 0;
+  for (const [k, g] of golden.generate.entries()) {
+    const [out] = await engine.generateAll({
+      inputIds: g.input_ids,
+      samplingParams: { temperature: 0, max_new_tokens: g.greedy_ids.length, ignore_eos: true },
+      returnLogprob: true,
+      logprobStartLen: 0,
+    });
+    const name = `${tag} prompt ${k} (page ${pageSize})`;
+    out!.inputTokenLogprobs!.forEach(([lp], i) => {
+      if (i === 0) return;
+      note(`${tag} prompt`, lp as number, g.prompt_logprobs[i] as number);
+      assert.ok(close(lp as number, g.prompt_logprobs[i] as number, tol), `${name}: prompt logprob ${i}: ${lp} vs ${g.prompt_logprobs[i]}`);
+    });
+    compared += checkGreedy(name, g, out!.outputIds, out!.outputTokenLogprobs!.map((t) => t[0] as number), tol, tag);
+  }
+  assert.ok(compared >= golden.generate.length, 'compared at least one greedy token per prompt');
+}
+
 for (const fixture of ['stories260k', 'qwen2-tiny']) {
   test(`${fixture} on CUDA: prompt and output logprobs within ${LOGPROB_TOL} of the goldens, greedy ids match`, { skip }, async () => {
-    const golden = loadGolden(fixture);
     for (const pageSize of [1, 16]) {
       const engine = await ServingEngine.create({ modelPath: fixtureModelDir(fixture), device: 'cuda', pageSize, maxTotalTokens: 8192, randomSeed: 1 });
       try {
         assert.equal(engine.info.backend, 'cuda');
-        let compared = 0;
-        for (const [k, g] of golden.generate.entries()) {
-          const [out] = await engine.generateAll({
-            inputIds: g.input_ids,
-            samplingParams: { temperature: 0, max_new_tokens: g.greedy_ids.length, ignore_eos: true },
-            returnLogprob: true,
-            logprobStartLen: 0,
-          });
-          const name = `${fixture} prompt ${k} (page ${pageSize})`;
-          out!.inputTokenLogprobs!.forEach(([lp], i) => {
-            if (i === 0) return;
-            note(`${fixture} prompt`, lp as number, g.prompt_logprobs[i] as number);
-            assert.ok(close(lp as number, g.prompt_logprobs[i] as number), `${name}: prompt logprob ${i}: ${lp} vs ${g.prompt_logprobs[i]}`);
-          });
-          compared += checkGreedy(name, g, out!.outputIds, out!.outputTokenLogprobs!.map((t) => t[0] as number));
-        }
-        assert.ok(compared >= golden.generate.length, 'compared at least one greedy token per prompt');
+        await checkFixture(engine, fixture, fixture, pageSize, LOGPROB_TOL);
       } finally {
         await engine.close();
       }
@@ -80,30 +88,12 @@ for (const fixture of ['stories260k', 'qwen2-tiny']) {
 
 for (const fixture of ['stories260k', 'qwen2-tiny']) {
   test(`${fixture} on CUDA with --dtype float32: prompt and output logprobs within ${F32_LOGPROB_TOL} of the goldens, greedy ids match`, { skip }, async () => {
-    const golden = loadGolden(fixture);
     for (const [pageSize, dtype] of [[1, 'float32'], [16, 'float']] as const) {
       const engine = await ServingEngine.create({ modelPath: fixtureModelDir(fixture), device: 'cuda', dtype, pageSize, maxTotalTokens: 8192, randomSeed: 1 });
       try {
         assert.equal(engine.info.backend, 'cuda');
         assert.equal(engine.info.activationDtype, 'float32', 'the float32 CUDA backend runs');
-        const tag = `${fixture} float32`;
-        let compared = 0;
-        for (const [k, g] of golden.generate.entries()) {
-          const [out] = await engine.generateAll({
-            inputIds: g.input_ids,
-            samplingParams: { temperature: 0, max_new_tokens: g.greedy_ids.length, ignore_eos: true },
-            returnLogprob: true,
-            logprobStartLen: 0,
-          });
-          const name = `${fixture} float32 prompt ${k} (page ${pageSize})`;
-          out!.inputTokenLogprobs!.forEach(([lp], i) => {
-            if (i === 0) return;
-            note(`${tag} prompt`, lp as number, g.prompt_logprobs[i] as number);
-            assert.ok(close(lp as number, g.prompt_logprobs[i] as number, F32_LOGPROB_TOL), `${name}: prompt logprob ${i}: ${lp} vs ${g.prompt_logprobs[i]}`);
-          });
-          compared += checkGreedy(name, g, out!.outputIds, out!.outputTokenLogprobs!.map((t) => t[0] as number), F32_LOGPROB_TOL, tag);
-        }
-        assert.ok(compared >= golden.generate.length, 'compared at least one greedy token per prompt');
+        await checkFixture(engine, fixture, `${fixture} float32`, pageSize, F32_LOGPROB_TOL);
       } finally {
         await engine.close();
       }
