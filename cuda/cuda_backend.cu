@@ -126,6 +126,21 @@ void cuda_memset_zero(void* dst, size_t bytes) {
 
 void cuda_sync() { SGL_CUDA_CHECK(cudaStreamSynchronize(sgl_stream())); }
 
+void* cuda_host_alloc(size_t bytes) {
+  void* p = nullptr;
+  SGL_CUDA_CHECK(cudaMallocHost(&p, bytes ? bytes : 64));
+  return p;
+}
+
+void cuda_host_free(void* p) {
+  if (p) SGL_CUDA_CHECK(cudaFreeHost(p));
+}
+
+// Enqueued only: dst (pinned, host_alloc) holds the data after the next cuda_sync.
+void cuda_download_async(void* dst, const void* src, size_t bytes) {
+  if (bytes) SGL_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, sgl_stream()));
+}
+
 // ---- weights ----------------------------------------------------------------------------------------------
 // The host weight is usually a memory map (pageable), so it goes through two pinned buffers: while chunk i
 // is DMA'd from one, the CPU copies chunk i+1 into the other (an event per buffer says when the DMA that
@@ -248,6 +263,9 @@ const Backend* cuda_backend() {
         cuda_download,
         cuda_memset_zero,
         cuda_sync,
+        cuda_host_alloc,
+        cuda_host_free,
+        cuda_download_async,
         cuda_place_weight,
         cuda_release_weight,
         embed_cuda,

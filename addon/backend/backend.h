@@ -217,6 +217,11 @@ struct Backend {
   void (*download)(void* dst, const void* src, size_t bytes);  // device -> host
   void (*memset_zero)(void* dst, size_t bytes);
   void (*sync)();
+  // Host memory the device can copy into without a staging copy (CUDA: pinned), and a device -> host copy
+  // into it that is only enqueued: its data is there after the next sync(). The CPU: malloc and memcpy.
+  void* (*host_alloc)(size_t bytes);
+  void (*host_free)(void* p);
+  void (*download_async)(void* dst_host, const void* src, size_t bytes);
   // A checkpoint weight of `count` elements (host memory, e.g. the memory map) made usable by the kernels:
   // the CPU uses it in place (returns `host`); CUDA allocates, uploads and converts it to bf16.
   // release_weight frees what place_weight allocated (a no-op on the CPU).

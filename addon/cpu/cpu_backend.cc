@@ -24,6 +24,8 @@ void cpu_memset_zero(void* dst, size_t bytes) {
   if (bytes) std::memset(dst, 0, bytes);
 }
 void cpu_sync() {}
+void* cpu_host_alloc(size_t bytes) { return cpu_alloc(bytes); }
+void cpu_host_free(void* p) { cpu_free(p); }
 WeightRef cpu_place_weight(const WeightRef& host, size_t) { return host; }  // used in place (memory map)
 void cpu_release_weight(const WeightRef&) {}
 
@@ -39,6 +41,9 @@ const Backend& cpu_backend() {
       cpu_copy,  // download
       cpu_memset_zero,
       cpu_sync,
+      cpu_host_alloc,
+      cpu_host_free,
+      cpu_copy,
       cpu_place_weight,
       cpu_release_weight,
       embed_cpu,

@@ -214,8 +214,8 @@ RowSpec sampler_row_spec(const SamplingParams& p, int32_t V) {
 
 namespace {
 
-// sample_row after the penalties. The uniform comes from st's stream when st is set (drawn only where it is
-// used), else it is u.
+// sample_row after the penalties. The uniform comes from st's stream when st is set (drawn for every
+// non-greedy row), else it is u.
 int32_t sample_core(const float* logits, int32_t V, const RowSpec& spec, SamplerState* st, double u_given,
                     SampleOutput& out) {
   out.top_logprobs.clear();
@@ -241,6 +241,10 @@ int32_t sample_core(const float* logits, int32_t V, const RowSpec& spec, Sampler
     return token;
   }
 
+  // A sampled row draws its uniform first, even when everything turns out masked below: the stream then
+  // advances once per sampled row whatever the logits, so a backend that samples the row elsewhere (the
+  // GPU's sample_rows, with the uniform drawn on the host beforehand) never has to undo a draw.
+  const double u = greedy ? 0.0 : st ? uniform01(st->rng) : u_given;
   Scratch& s = scratch();
   s.x.resize(size_t(V));
   s.e.resize(size_t(V));
@@ -288,7 +292,6 @@ int32_t sample_core(const float* logits, int32_t V, const RowSpec& spec, Sampler
       for (int32_t i = 0; i < V; ++i) c += e[i] >= minp_e;
       L = std::min(L, std::max<size_t>(c, 1));
     }
-    const double u = st ? uniform01(st->rng) : u_given;
     if (use_top_p || L < size_t(V)) {
       // sorted candidate prefix: a bounded heap scan when L is small, else the lazily sorted full ranking
       const int32_t* cand;

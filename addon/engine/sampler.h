@@ -137,8 +137,8 @@ struct RowSpec {
 RowSpec sampler_row_spec(const SamplingParams& p, int32_t V);
 
 // sample_row after the penalties, over an already penalized row, with the row's uniform given: u is used
-// only where sample_row would draw it (a non-greedy row whose logits are not all NaN / -inf). sample_row is
-// apply_penalties + this with u = sampler_draw_uniform(st) drawn at that point. Does not modify logits.
+// only by non-greedy rows (sample_row draws one for every non-greedy row, even one whose logits are all NaN
+// / -inf, where it goes unused). sample_row is apply_penalties + this with u = sampler_draw_uniform(st). Does not modify logits.
 int32_t sample_row_u(const float* logits, int32_t V, const RowSpec& s, double u, SampleOutput& out);
 
 // Full log_softmax(logits / temperature) of a row into out[V] (temperature 1 = raw; prompt-logprob use).

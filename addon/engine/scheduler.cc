@@ -143,6 +143,7 @@ void Scheduler::cache_unfinished(Req& q) {
   q.node = m.last_node;
   q.prefix_pages = std::move(m.pages);
   q.own_pages.assign(pages.begin() + long(full), pages.end());
+  q.pages_moved = true;
 }
 
 void Scheduler::retract(Req& q) {
@@ -175,12 +176,15 @@ void Scheduler::apply_aborts(std::vector<StepEvent>& out) {
 
 // Running requests, in admission order: a decode token each, or their next prefill chunk. When pages run
 // out, the most recently admitted request goes back to the front of the queue (possibly the one at hand).
-bool Scheduler::plan_running(int64_t& budget, std::vector<Planned>& plan) {
+// A request whose pending token (in the in-flight step) ends it by length is not planned again.
+Scheduler::PlanResult Scheduler::plan_running(int64_t& budget, std::vector<Planned>& plan, bool may_retract) {
   const int32_t P = cfg_.page_size;
   bool retracted = false;
   for (size_t i = 0; i < running_.size(); ++i) {
     Req& q = *running_[i];
-    const int32_t remaining = int32_t(q.tokens.size()) - q.kv_done;
+    const int32_t len = effective_len(q);
+    if (q.pending && (q.num_output + 1 >= q.r.max_new_tokens || len >= context_len_)) continue;
+    const int32_t remaining = len - q.kv_done;
     const int32_t n = remaining <= 1 ? remaining : int32_t(std::min<int64_t>(remaining, budget));
     if (n <= 0) continue;
     bool ok = false;
@@ -190,6 +194,7 @@ bool Scheduler::plan_running(int64_t& budget, std::vector<Planned>& plan) {
         ok = true;
         break;
       }
+      if (!may_retract) return PlanResult::kNeedsDrain;
       Req& victim = *running_.back();
       retract(victim);
       retracted = true;
@@ -201,7 +206,13 @@ bool Scheduler::plan_running(int64_t& budget, std::vector<Planned>& plan) {
     if (remaining > 1) budget -= n;
     plan.push_back({&q, n});
   }
-  return !retracted;
+  return retracted ? PlanResult::kRetracted : PlanResult::kOk;
+}
+
+int64_t Scheduler::step_budget() const {
+  int64_t budget = cfg_.max_prefill_tokens;
+  if (cfg_.chunked_prefill_size > 0) budget = std::min<int64_t>(budget, cfg_.chunked_prefill_size);
+  return budget;
 }
 
 void Scheduler::sort_waiting_lpm() {
@@ -258,56 +269,115 @@ void Scheduler::admit_waiting(int64_t& budget, std::vector<Planned>& plan, std::
 bool Scheduler::step(std::vector<StepEvent>& out) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
-  const int32_t P = cfg_.page_size;
   const size_t out0 = out.size();
   timing_ = StepTiming{};
+  wait_us_ = finish_us_ = 0;
+  // An abort frees its request: none may be in flight then.
+  if (!pending_aborts_.empty() && has_inflight_) finish_inflight(out);
   apply_aborts(out);
-  if (waiting_.empty() && running_.empty()) return out.size() > out0;
+  if (!has_inflight_ && waiting_.empty() && running_.empty()) return out.size() > out0;
 
-  int64_t budget = cfg_.max_prefill_tokens;
-  if (cfg_.chunked_prefill_size > 0) budget = std::min<int64_t>(budget, cfg_.chunked_prefill_size);
-  std::vector<Planned> plan;
+  // Plan and build the next step (with overlap, while the in-flight one runs on the device).
+  Batch& b = next_;
+  b.plan.clear();
+  int64_t budget = step_budget();
+  PlanResult pr = plan_running(budget, b.plan, !has_inflight_);
+  if (pr == PlanResult::kNeedsDrain) {  // pages ran out: finish the in-flight step, then plan as without overlap
+    finish_inflight(out);
+    b.plan.clear();
+    budget = step_budget();
+    pr = plan_running(budget, b.plan, true);
+  }
   // After a retraction the pool is short: admit nobody this step.
-  if (plan_running(budget, plan) && !waiting_.empty() && !admission_paused_) admit_waiting(budget, plan, out);
-  if (plan.empty()) return out.size() > out0 || !waiting_.empty() || !running_.empty();
+  if (pr == PlanResult::kOk && !waiting_.empty() && !admission_paused_) admit_waiting(budget, b.plan, out);
+  build_batch(b);
 
-  // One varlen batch: each planned request's next n tokens; logits rows for sampling and prompt logprobs.
-  std::vector<int32_t> token_ids, qo{0}, kv_indptr{0}, pages, kv_lens, row_idx;
-  std::vector<Row> rows;
-  for (auto& [q, n] : plan) {
-    const int32_t base = int32_t(token_ids.size());
-    token_ids.insert(token_ids.end(), q->tokens.begin() + q->kv_done, q->tokens.begin() + q->kv_done + n);
-    qo.push_back(int32_t(token_ids.size()));
+  if (has_inflight_) {
+    // The in-flight step's tokens, then the planned step patched with them: requests that finished drop
+    // out, and a request whose pages moved into the tree (cache_unfinished) needs its page table rebuilt.
+    finish_inflight(out);
+    bool rebuild = false;
+    for (const Planned& pl : b.plan) rebuild = rebuild || pl.q->finished || pl.q->pages_moved;
+    if (rebuild) {
+      b.plan.erase(std::remove_if(b.plan.begin(), b.plan.end(), [](const Planned& pl) { return pl.q->finished; }),
+                   b.plan.end());
+      build_batch(b);
+    } else {
+      fill_token_ids(b);
+    }
+  }
+  bool busy = out.size() > out0 || !waiting_.empty() || !running_.empty();
+  if (!b.plan.empty()) {
+    launch(b);
+    if (!cfg_.overlap) finish_inflight(out);
+    busy = true;
+  }
+  done_.clear();  // requests finished this call: no batch refers to them any more
+  timing_.forward_us = inflight_launch_us_ + wait_us_;
+  timing_.sample_us = finish_us_ - wait_us_;
+  timing_.schedule_us = std::max(0.0, elapsed_us(t0, clock::now()) - timing_.forward_us - timing_.sample_us);
+  if (!cfg_.overlap || !has_inflight_) inflight_launch_us_ = 0;
+  return busy || has_inflight_;
+}
+
+// The ForwardBatch arrays of b.plan: each planned request's next n tokens; logits rows for sampling and
+// prompt logprobs. Token ids not known yet (a pending token) are written as 0 until fill_token_ids.
+void Scheduler::build_batch(Batch& b) const {
+  const int32_t P = cfg_.page_size;
+  b.token_ids.clear();
+  b.qo.assign(1, 0);
+  b.kv_indptr.assign(1, 0);
+  b.pages.clear();
+  b.kv_lens.clear();
+  b.row_idx.clear();
+  b.rows.clear();
+  for (auto& [q, n] : b.plan) {
+    q->pages_moved = false;
+    const int32_t base = int32_t(b.token_ids.size());
+    for (int32_t i = q->kv_done; i < q->kv_done + n; ++i)
+      b.token_ids.push_back(i < int32_t(q->tokens.size()) ? q->tokens[size_t(i)] : 0);
+    b.qo.push_back(int32_t(b.token_ids.size()));
     const int32_t kvlen = q->kv_done + n;
     const int32_t np = ceil_div(kvlen, P);
     for (int32_t p = 0; p < np; ++p)
-      pages.push_back(p < int32_t(q->prefix_pages.size()) ? q->prefix_pages[p]
-                                                          : q->own_pages[p - q->prefix_pages.size()]);
-    kv_indptr.push_back(int32_t(pages.size()));
-    kv_lens.push_back(kvlen);
+      b.pages.push_back(p < int32_t(q->prefix_pages.size()) ? q->prefix_pages[size_t(p)]
+                                                            : q->own_pages[size_t(p) - q->prefix_pages.size()]);
+    b.kv_indptr.push_back(int32_t(b.pages.size()));
+    b.kv_lens.push_back(kvlen);
     if (wants_prompt_logprobs(*q)) {
       const int32_t first = std::max(q->kv_done, std::max(q->lp_start, 1) - 1);
       const int32_t last = std::min(kvlen, q->prompt_len - 1);  // exclusive
       for (int32_t p = first; p < last; ++p) {
-        row_idx.push_back(base + p - q->kv_done);
-        rows.push_back({q, p, false});
+        b.row_idx.push_back(base + p - q->kv_done);
+        b.rows.push_back({q, p, false});
       }
     }
-    if (kvlen == int32_t(q->tokens.size()) && q->r.max_new_tokens > 0) {
-      row_idx.push_back(int32_t(token_ids.size()) - 1);
-      rows.push_back({q, kvlen - 1, true});
+    if (kvlen == effective_len(*q) && q->r.max_new_tokens > 0) {
+      b.row_idx.push_back(int32_t(b.token_ids.size()) - 1);
+      b.rows.push_back({q, kvlen - 1, true});
     }
   }
+}
+
+void Scheduler::fill_token_ids(Batch& b) const {
+  size_t t = 0;
+  for (auto& [q, n] : b.plan)
+    for (int32_t i = q->kv_done; i < q->kv_done + n; ++i) b.token_ids[t++] = q->tokens[size_t(i)];
+}
+
+// The sampling descriptors of b's rows, then the forward launched; b becomes the in-flight step.
+void Scheduler::launch(Batch& b) {
+  const std::vector<Row>& rows = b.rows;
   ForwardBatch fb;
-  fb.B = int32_t(plan.size());
-  fb.T = int32_t(token_ids.size());
-  fb.R = int32_t(row_idx.size());
-  fb.token_ids = token_ids.data();
-  fb.qo_indptr = qo.data();
-  fb.kv_indptr = kv_indptr.data();
-  fb.kv_page_indices = pages.data();
-  fb.kv_lens = kv_lens.data();
-  fb.logit_rows = row_idx.data();
+  fb.B = int32_t(b.plan.size());
+  fb.T = int32_t(b.token_ids.size());
+  fb.R = int32_t(b.row_idx.size());
+  fb.token_ids = b.token_ids.data();
+  fb.qo_indptr = b.qo.data();
+  fb.kv_indptr = b.kv_indptr.data();
+  fb.kv_page_indices = b.pages.data();
+  fb.kv_lens = b.kv_lens.data();
+  fb.logit_rows = b.row_idx.data();
   logits_.resize(size_t(std::max(1, fb.R)) * vocab_);
   // Plain greedy and plain (whole-vocabulary) sampling rows are finished by the backend where the logits
   // are: no [V] row comes back. A sampled row's uniform is drawn here, from its own stream, as sample_row
@@ -324,7 +394,6 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   const bool dev_ok = model_->can_sample_rows();
   DeviceRows& dv = dev_;
   dv.in.clear();
-  dv.rng_before.clear();
   dev_index_.assign(rows.size(), -1);
   for (size_t i = 0; i < rows.size(); ++i) {
     if (!rows[i].sample) continue;
@@ -339,7 +408,6 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
     } else if (dev_ok && std::min(std::max(sp.top_logprobs_num, 0), vocab_) <= kSampleMaxTopN) {
       argmax_only_[i] = kRowDeviceSample;
       dev_index_[i] = dv.in.size();
-      dv.rng_before.push_back(q.st.rng);
       dv.in.add(int32_t(i), sp, q.st, vocab_);
     }
   }
@@ -367,11 +435,33 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   lo.logprob = argmax_logprob_.data();
   lo.inv_temp = row_inv_temp_.data();
   lo.u = row_u_.data();
+  using clock = std::chrono::steady_clock;
   const auto t1 = clock::now();
-  model_->forward(fb, kv_, lo);
-  const auto t2 = clock::now();
-  for (auto& [q, n] : plan) q->kv_done += n;
+  model_->forward_launch(fb, kv_, lo);
+  inflight_launch_us_ = elapsed_us(t1, clock::now());
+  for (auto& [q, n] : b.plan) q->kv_done += n;
+  for (const Row& r : rows)
+    if (r.sample) r.q->pending = true;
   ++steps_;
+  std::swap(inflight_, b);
+  has_inflight_ = true;
+  timing_.batch_size = fb.B;
+  timing_.num_tokens = fb.T;
+}
+
+// Waits for the in-flight step, reads its rows, appends the sampled tokens, emits its events and finishes
+// requests (their Req objects wait in done_ until the end of step(): the next batch may still name them).
+void Scheduler::finish_inflight(std::vector<StepEvent>& out) {
+  if (!has_inflight_) return;
+  has_inflight_ = false;
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  model_->forward_wait();
+  wait_us_ += elapsed_us(t0, clock::now());
+  const std::vector<Row>& rows = inflight_.rows;
+  const std::vector<Planned>& plan = inflight_.plan;
+  for (const Row& r : rows)
+    if (r.sample) r.q->pending = false;
 
   // Read the rows: each row independently (sampling touches only its own request's state; a request has
   // at most one sampling row per step), in parallel when the rows are big enough to pay for the dispatch.
@@ -394,9 +484,8 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
       o.so.token = dev_.token[size_t(j)];
       o.so.top_logprobs.clear();
       o.so.token_ids_logprobs.clear();
-      if (dev_.status[size_t(j)]) {  // every logit NaN / -inf: no uniform was used
+      if (dev_.status[size_t(j)]) {  // every logit NaN / -inf (the uniform drawn goes unused, as in sample_row)
         o.so.logprob = greedy && !sp.return_logprob ? 0.0f : kLogprobFloor;
-        if (!greedy) q.st.rng = dev_.rng_before[size_t(j)];
       } else {
         o.so.logprob = sp.return_logprob ? dev_.logprob[size_t(j)] : 0.0f;
         if (sp.return_logprob) {
@@ -469,17 +558,12 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
     }
   }
   for (Req* q : finished) release(*q, true);
-  if (!finished.empty())
-    running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                  [](const ReqPtr& p) { return p->finished; }),
-                   running_.end());
-  const auto t3 = clock::now();
-  timing_.schedule_us = elapsed_us(t0, t1);
-  timing_.forward_us = elapsed_us(t1, t2);
-  timing_.sample_us = elapsed_us(t2, t3);
-  timing_.batch_size = fb.B;
-  timing_.num_tokens = fb.T;
-  return true;
+  if (!finished.empty()) {
+    for (ReqPtr& p : running_)
+      if (p->finished) done_.push_back(std::move(p));
+    running_.erase(std::remove(running_.begin(), running_.end(), nullptr), running_.end());
+  }
+  finish_us_ += elapsed_us(t0, clock::now());
 }
 
 void Scheduler::replace_model(Model& model, std::vector<int32_t> eos_ids) {
@@ -507,6 +591,15 @@ Scheduler::Stats Scheduler::stats() const {
 }
 
 void Scheduler::close(std::vector<StepEvent>& out) {
+  if (has_inflight_) {  // its tokens are real: emit them, then abort what is left
+    try {
+      finish_inflight(out);
+    } catch (...) {  // (the step that failed): nothing of it to read
+      has_inflight_ = false;
+      for (const Row& r : inflight_.rows) r.q->pending = false;
+    }
+  }
+  done_.clear();
   for (auto& q : running_) {
     release(*q, false);
     out.push_back(make_event(*q, -1, 0.0f, kFinishAbort, -1));

@@ -1,7 +1,11 @@
-// Continuous-batching scheduler (synchronous): admits waiting requests (FCFS or longest-prefix-match),
-// chunks prefills under a token budget, batches prefill chunks and decodes into one ForwardBatch per step,
-// samples, finishes, retracts under page pressure, and shares prefixes through the radix cache.
+// Continuous-batching scheduler: admits waiting requests (FCFS or longest-prefix-match), chunks prefills
+// under a token budget, batches prefill chunks and decodes into one ForwardBatch per step, samples,
+// finishes, retracts under page pressure, and shares prefixes through the radix cache.
 // Single-threaded: the engine thread calls step() in a loop.
+// Overlap (SchedulerConfig::overlap, SGLang's overlap schedule): step() plans and builds step n+1 (admission,
+// pages, page table, positions) while step n runs on the device, then waits for step n, appends its tokens,
+// patches n+1 with them (rebuilding it only where a request finished or its pages moved) and launches it
+// before emitting step n's events. A step's events therefore come out of the following step() call.
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -25,6 +29,7 @@ struct SchedulerConfig {
   int32_t max_running_requests = 64;
   bool disable_radix_cache = false;
   enum Policy { FCFS, LPM } policy = FCFS;
+  bool overlap = false;  // prepare step n+1 while step n runs (--disable-overlap-schedule turns it off)
 };
 
 struct SchedRequest {
@@ -62,8 +67,10 @@ struct StepEvent {
 
 // Where the time of one step() went (microseconds), for the engine's overhead accounting.
 struct StepTiming {
+  // schedule: planning and building the launched step; forward: its launch plus the wait for the step
+  // before it (overlap) or for itself; sample: reading the finished step's rows and emitting its events.
   double schedule_us = 0, forward_us = 0, sample_us = 0;
-  int32_t batch_size = 0, num_tokens = 0;  // sequences and tokens in the forward (0 when none ran)
+  int32_t batch_size = 0, num_tokens = 0;  // sequences and tokens of the step launched (0 when none)
 };
 
 class Scheduler {
@@ -109,6 +116,8 @@ class Scheduler {
     int32_t lp_start = -1;                  // clamped logprob_start_len, -1 = no prompt logprobs
     bool first_event_sent = false;          // prompt logprobs travel on the first event
     bool finished = false;                  // set in the step that finishes it (then removed)
+    bool pending = false;                   // its sampled token of the in-flight step is not appended yet
+    bool pages_moved = false;               // cache_unfinished swapped its pages since it was planned
     std::vector<float> in_lp;               // prompt logprobs gathered so far (positions lp_start..)
     std::vector<std::pair<int32_t, float>> in_top;
     std::vector<float> in_ids;
@@ -124,8 +133,25 @@ class Scheduler {
     bool sample;       // sampling row (else a prompt-logprob row)
   };
 
+  // One step's batch: its plan and the host arrays of its ForwardBatch.
+  struct Batch {
+    std::vector<Planned> plan;
+    std::vector<int32_t> token_ids, qo, kv_indptr, pages, kv_lens, row_idx;
+    std::vector<Row> rows;
+  };
+  enum class PlanResult { kOk, kRetracted, kNeedsDrain };
+
   void apply_aborts(std::vector<StepEvent>& out);
-  bool plan_running(int64_t& budget, std::vector<Planned>& plan);  // false when it retracted someone
+  // kRetracted when it retracted someone; kNeedsDrain (nothing retracted) when pages ran out and
+  // may_retract is false (a step is in flight: its requests must not be retracted under it).
+  PlanResult plan_running(int64_t& budget, std::vector<Planned>& plan, bool may_retract);
+  int64_t step_budget() const;
+  // Tokens of q known or pending (the in-flight step's sampled token counts before it is appended).
+  int32_t effective_len(const Req& q) const { return int32_t(q.tokens.size()) + (q.pending ? 1 : 0); }
+  void build_batch(Batch& b) const;         // the arrays from b.plan (token ids from the known tokens)
+  void fill_token_ids(Batch& b) const;      // after the in-flight step's tokens are appended
+  void launch(Batch& b);                    // sampling descriptors, Model::forward_launch; b becomes in-flight
+  void finish_inflight(std::vector<StepEvent>& out);  // waits, reads the rows, appends, emits, finishes
   void admit_waiting(int64_t& budget, std::vector<Planned>& plan, std::vector<StepEvent>& out);
   void sort_waiting_lpm();
   bool wants_prompt_logprobs(const Req& q) const { return q.lp_start >= 0 && !q.first_event_sent; }
@@ -160,12 +186,17 @@ class Scheduler {
   // row order, and the outputs forward() fills. dev_index_[i]: row i's index among them.
   struct DeviceRows {
     SampleRowsBatch in;                          // the rows' descriptors
-    std::vector<std::mt19937_64> rng_before;  // each row's stream before its uniform (restored if unused)
     std::vector<int32_t> token, status, top_ids;
     std::vector<float> logprob, top_lps, ids_lps;
     SampleRowsParams params{};
   } dev_;
   std::vector<int32_t> dev_index_;
+  Batch next_;      // being planned / launched
+  Batch inflight_;  // launched, its results not read yet (when has_inflight_)
+  bool has_inflight_ = false;
+  double inflight_launch_us_ = 0;  // forward_launch time of the in-flight step
+  double wait_us_ = 0, finish_us_ = 0;  // this step() call's forward_wait and finish_inflight times
+  std::vector<ReqPtr> done_;       // finished this call, freed at its end
   StepTiming timing_;
   int64_t steps_ = 0;
   bool admission_paused_ = false;

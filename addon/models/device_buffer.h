@@ -38,4 +38,35 @@ class DeviceBuffer {
   size_t cap_ = 0;
 };
 
+// A growable host buffer the backend can copy into asynchronously (Backend::host_alloc: pinned on CUDA).
+// Grow it only while no copy into it is in flight.
+class HostStage {
+ public:
+  explicit HostStage(const Backend& b) : backend_(&b) {}
+  ~HostStage() { reset(); }
+  HostStage(const HostStage&) = delete;
+  HostStage& operator=(const HostStage&) = delete;
+
+  char* ensure(size_t bytes) {
+    if (bytes > cap_) {
+      reset();
+      size_t want = bytes + bytes / 2;
+      ptr_ = static_cast<char*>(backend_->host_alloc(want));
+      if (!ptr_) throw std::runtime_error("out of memory: host staging buffer of " + std::to_string(want) + " bytes");
+      cap_ = want;
+    }
+    return ptr_;
+  }
+  void reset() {
+    if (ptr_) backend_->host_free(ptr_);
+    ptr_ = nullptr;
+    cap_ = 0;
+  }
+
+ private:
+  const Backend* backend_;
+  char* ptr_ = nullptr;
+  size_t cap_ = 0;
+};
+
 }  // namespace sgl

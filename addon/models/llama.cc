@@ -29,7 +29,7 @@ class LlamaModel : public Model {
  public:
   LlamaModel(const ModelConfig& cfg, const Checkpoint& ck, const Backend& be, const ModelRunOptions& opts)
       : Model(cfg), be_(be), opts_(opts), fuse_(&be != &cpu_backend() && be.qkv_rope_store != nullptr),
-        eager_(be), graph_scratch_(be), samp_(be) {
+        eager_(be), graph_scratch_(be), samp_(be), stage_(be) {
     try {
       load(ck);
     } catch (...) {
@@ -40,7 +40,12 @@ class LlamaModel : public Model {
 
   ~LlamaModel() override { release(); }
 
-  void forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) override;
+  void forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) override {
+    forward_launch(b, kv, out);
+    forward_wait();
+  }
+  void forward_launch(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) override;
+  void forward_wait() override;
   bool can_sample_rows() const override { return be_.sample_rows != nullptr && config_.vocab_size < (1 << 23); }
 
  private:
@@ -190,10 +195,22 @@ class LlamaModel : public Model {
     bool warm = false;     // this (batch size, context bucket) has run once eagerly
   };
   std::map<int64_t, GraphSlot> graph_;  // key: padded batch size * 64 + log2(context bucket)
-  std::vector<int32_t> host_pos_, host_slots_, host_meta_, host_pages_, host_red_;
+  std::vector<int32_t> host_pos_, host_slots_, host_meta_, host_pages_;
   std::vector<char> host_sampling_;
   DeviceBuffer samp_;                 // sample_rows' inputs | outputs (eager, never captured by a graph)
-  std::vector<char> host_samp_in_, host_samp_out_;
+  std::vector<char> host_samp_in_;
+  // The launched step's small outputs, copied by the stream into stage_ (pinned) and out of it by
+  // forward_wait: the reduced rows' token[stride] | logprob[stride] at 0, sample_rows' outputs at samp_at.
+  HostStage stage_;
+  struct Pending {
+    bool active = false;
+    LogitsOut out;
+    int R = 0, stride = 0;
+    bool red = false;            // reduced rows to copy
+    bool samp = false;           // sample_rows outputs to copy into *out.sample's arrays
+    size_t samp_at = 0;          // their offset in stage_
+    size_t o_lp = 0, o_st = 0, o_tid = 0, o_tlp = 0, o_ilp = 0;  // offsets of each output after samp_at
+  } pending_;
 };
 
 // The step's metadata on the device: ids | positions | slots | qo_indptr | kv_indptr | kv_lens | logit_rows
@@ -209,7 +226,8 @@ struct LlamaModel::DevMeta {
   const int32_t *ids, *pos, *slots, *qo, *kvp, *kvlen, *rows, *pages;
 };
 
-void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) {
+void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) {
+  if (pending_.active) forward_wait();  // one step in flight
   const ModelConfig& c = config_;
   forward_batch_validate(b, kv.num_pages(), kv.page_size(), c.vocab_size, c.max_position_embeddings);
   const int T = b.T, P = kv.page_size();
@@ -267,8 +285,49 @@ void LlamaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOut& ou
     red = static_cast<const int32_t*>(eager_.red.ensure(0));
   }
   if (b.R == 0) return;
-  if (out.sample && out.sample->R > 0) sample_on_device(lg, *out.sample);
+  pending_ = Pending{};
+  pending_.out = out;
+  pending_.R = b.R;
+  pending_.stride = stride;
+  // stage_: the reduced rows, then sample_rows' outputs (sized here, before anything is copied into it)
+  const size_t red_bytes = out.argmax_only ? size_t(2) * stride * sizeof(int32_t) : 0;
+  const bool samp = out.sample && out.sample->R > 0;
+  const size_t R = samp ? size_t(out.sample->R) : 0, NI = samp ? size_t(out.sample->ids_indptr[R]) : 0;
+  const size_t TN = size_t(kSampleMaxTopN);
+  pending_.samp_at = (red_bytes + 7) / 8 * 8;
+  pending_.o_lp = 4 * R;
+  pending_.o_st = 8 * R;
+  pending_.o_tid = 12 * R;
+  pending_.o_tlp = pending_.o_tid + 4 * R * TN;
+  pending_.o_ilp = pending_.o_tlp + 4 * R * TN;
+  stage_.ensure(pending_.samp_at + pending_.o_ilp + 4 * NI);
+  if (samp) sample_on_device(lg, *out.sample);
   deliver(lg, red, b.R, stride, out);
+  pending_.active = true;
+}
+
+// Waits for the launched step and copies its small outputs out of the pinned stage.
+void LlamaModel::forward_wait() {
+  if (!pending_.active) return;
+  pending_.active = false;
+  be_.sync();
+  const Pending& p = pending_;
+  const char* st = stage_.ensure(0);
+  if (p.red) {
+    std::memcpy(p.out.token, st, size_t(p.R) * sizeof(int32_t));
+    std::memcpy(p.out.logprob, st + size_t(p.stride) * sizeof(int32_t), size_t(p.R) * sizeof(float));
+  }
+  if (p.samp) {
+    const SampleRowsParams& h = *p.out.sample;
+    const size_t R = size_t(h.R), NI = size_t(h.ids_indptr[h.R]), TN = size_t(kSampleMaxTopN);
+    const char* o = st + p.samp_at;
+    std::memcpy(h.token, o, 4 * R);
+    std::memcpy(h.logprob, o + p.o_lp, 4 * R);
+    std::memcpy(h.status, o + p.o_st, 4 * R);
+    std::memcpy(h.top_ids, o + p.o_tid, 4 * R * TN);
+    std::memcpy(h.top_lps, o + p.o_tlp, 4 * R * TN);
+    if (NI) std::memcpy(h.ids_lps, o + p.o_ilp, 4 * NI);
+  }
 }
 
 // Sizes every scratch buffer for T tokens and R logits rows (they only grow).
@@ -444,11 +503,11 @@ void LlamaModel::upload_sampling(Scratch& s, const LogitsOut& out, int R, int st
 
 // Backend::sample_rows over the step's logits (device rows lg[r * V ..], a graph's included: its row r is
 // batch row r) for the rows `h` describes in host memory: its inputs packed into one upload, one eager
-// launch after whatever the stream holds (the lm_head, a graph replay), its outputs in one download. Not
+// launch after whatever the stream holds (the lm_head, a graph replay), its outputs in one asynchronous
+// download into the stage (forward_wait copies them into h's arrays). Not
 // captured in graphs: the edit and id lists change size every step.
 void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
   const size_t R = size_t(h.R), E = size_t(h.edit_indptr[h.R]), NI = size_t(h.ids_indptr[h.R]);
-  const size_t TN = size_t(kSampleMaxTopN);
   size_t off = 0;
   auto take = [&](size_t bytes) {
     const size_t at = off;
@@ -460,9 +519,10 @@ void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
                o_u = take(8 * R), o_flags = take(4 * R), o_topn = take(4 * R), o_eptr = take(4 * (R + 1)),
                o_iptr = take(4 * (R + 1)), o_edits = take(sizeof(LogitEdit) * E), o_ids = take(4 * NI);
   const size_t in_bytes = off;
-  // outputs
-  const size_t o_tok = take(4 * R), o_lp = take(4 * R), o_st = take(4 * R), o_tid = take(4 * R * TN),
-               o_tlp = take(4 * R * TN), o_ilp = take(4 * NI);
+  // outputs, packed as forward_wait reads them from the stage (pending_'s offsets)
+  const size_t o_tok = in_bytes, o_lp = o_tok + pending_.o_lp, o_st = o_tok + pending_.o_st,
+               o_tid = o_tok + pending_.o_tid, o_tlp = o_tok + pending_.o_tlp, o_ilp = o_tok + pending_.o_ilp;
+  off = o_ilp + 4 * NI;
   const size_t out_bytes = off - in_bytes;
   std::vector<char>& in = host_samp_in_;
   in.assign(in_bytes, 0);
@@ -504,31 +564,20 @@ void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
   p.top_lps = reinterpret_cast<float*>(d + o_tlp);
   p.ids_lps = reinterpret_cast<float*>(d + o_ilp);
   be_.sample_rows(p);
-  std::vector<char>& o = host_samp_out_;
-  o.resize(out_bytes);
-  be_.download(o.data(), d + in_bytes, out_bytes);
-  auto get = [&](void* dst, size_t at, size_t bytes) {
-    if (bytes) std::memcpy(dst, o.data() + (at - in_bytes), bytes);
-  };
-  get(h.token, o_tok, 4 * R);
-  get(h.logprob, o_lp, 4 * R);
-  get(h.status, o_st, 4 * R);
-  get(h.top_ids, o_tid, 4 * R * TN);
-  get(h.top_lps, o_tlp, 4 * R * TN);
-  get(h.ids_lps, o_ilp, 4 * NI);
+  be_.download_async(stage_.ensure(0) + pending_.samp_at, d + in_bytes, out_bytes);  // read by forward_wait
+  pending_.samp = true;
 }
 
-// Downloads what `out` asks: (token, logprob) of the reduced rows, the full rows of the rest.
+// Downloads what `out` asks: (token, logprob) of the reduced rows into the stage (forward_wait copies them
+// out), the full rows of the rest straight into out.logits (synchronously: they can be large).
 void LlamaModel::deliver(const float* lg, const int32_t* red, int R, int stride, const LogitsOut& out) {
   const size_t V = size_t(config_.logits_width());  // labels for a sequence classifier
   if (!out.argmax_only) {
     be_.download(out.logits, lg, size_t(R) * V * sizeof(float));
     return;
   }
-  host_red_.resize(size_t(2) * stride);
-  be_.download(host_red_.data(), red, host_red_.size() * sizeof(int32_t));
-  std::memcpy(out.token, host_red_.data(), size_t(R) * sizeof(int32_t));
-  std::memcpy(out.logprob, host_red_.data() + stride, size_t(R) * sizeof(float));
+  be_.download_async(stage_.ensure(0), red, size_t(2) * stride * sizeof(int32_t));
+  pending_.red = true;
   for (int32_t r = 0; r < R;) {  // one download per run of consecutive full rows
     if (out.argmax_only[r]) {
       ++r;

@@ -44,6 +44,13 @@ class Model {
   // Runs one step: stores this step's K/V into `kv` and delivers the next-token logits of the batch's
   // logit rows as `out` asks.
   virtual void forward(const ForwardBatch& batch, KvCache& kv, const LogitsOut& out) = 0;
+  // forward() in two halves, so that the host can prepare the next step while this one runs on a device:
+  // forward_launch enqueues the step (the batch's arrays may be reused once it returns; full logits rows
+  // are already in out.logits when it returns), forward_wait blocks until the step is done and fills the
+  // rest of `out` (reduced and device-sampled rows), whose arrays must stay valid until then. One step in
+  // flight at a time. The defaults run forward() synchronously in the launch.
+  virtual void forward_launch(const ForwardBatch& batch, KvCache& kv, const LogitsOut& out) { forward(batch, kv, out); }
+  virtual void forward_wait() {}
   // True when forward() honours LogitsOut::sample (kRowDeviceSample rows): a backend with sample_rows.
   virtual bool can_sample_rows() const { return false; }
 

@@ -495,6 +495,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     sc.max_prefill_tokens = int32_t(int_field(opts, "maxPrefillTokens", 1, 2147483647));
     sc.max_running_requests = int32_t(int_field(opts, "maxRunningRequests", 1, 2147483647));
     sc.disable_radix_cache = bool_field(opts, "disableRadixCache");
+    sc.overlap = absent(opts.Get("disableOverlapSchedule")) || !bool_field(opts, "disableOverlapSchedule");
     {
       Napi::Value v = required(opts, "schedulePolicy");
       const std::string policy = v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();

@@ -29,6 +29,7 @@ export const ENGINE_FLAGS: readonly FlagSpec[] = [
     },
   },
   { flag: '--cuda-graph-max-bs', kind: 'int', help: 'GPU: decode batches up to this size replay CUDA graphs (default 256)', apply: (o, v) => (o.cudaGraphMaxBs = v as number) },
+  { flag: '--disable-overlap-schedule', kind: 'bool', help: 'plan each step only after the previous one finished (default: step n+1 is prepared while step n runs)', apply: (o, v) => (o.disableOverlapSchedule = v as boolean) },
   { flag: '--disable-cuda-graph', kind: 'bool', help: 'GPU: run every step eagerly (no CUDA graphs)', apply: (o, v) => (o.disableCudaGraph = v as boolean) },
   { flag: '--random-seed', kind: 'int', help: 'seed of requests without sampling_seed (default random)', apply: (o, v) => (o.randomSeed = v as number) },
 ];

@@ -42,6 +42,11 @@ export interface ServingEngineOptions {
   /** --disable-cuda-graph (GPU): run every step eagerly. */
   disableCudaGraph?: boolean;
   /**
+   * --disable-overlap-schedule: plan each step only after the previous one finished. By default (as in SGLang)
+   * the engine thread plans and builds step n+1 while step n runs on the device.
+   */
+  disableOverlapSchedule?: boolean;
+  /**
    * --dtype. On a GPU: 'float32' / 'float' run the float32 CUDA backend (f32 activations, KV cache and weights,
    * f32 math: a correctness mode that matches float32 references); 'auto' / 'bfloat16' (default) the bf16 one.
    * The CPU backend computes in f32 on the weights as stored whatever this says (the server checks the flag
@@ -134,6 +139,7 @@ export function resolveEngineOptions(opts: ServingEngineOptions = {}, cudaAvaila
     memFractionStatic,
     cudaGraphMaxBs: positiveInt('cudaGraphMaxBs', opts.cudaGraphMaxBs ?? ENGINE_DEFAULTS.cudaGraphMaxBs),
     disableCudaGraph: opts.disableCudaGraph ?? false,
+    disableOverlapSchedule: opts.disableOverlapSchedule ?? false,
     dtype,
     disableRadixCache: opts.disableRadixCache ?? ENGINE_DEFAULTS.disableRadixCache,
     schedulePolicy,

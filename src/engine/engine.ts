@@ -177,6 +177,7 @@ export class ServingEngine {
       memFractionStatic: options.memFractionStatic,
       cudaGraphMaxBs: options.cudaGraphMaxBs,
       disableCudaGraph: options.disableCudaGraph,
+      disableOverlapSchedule: options.disableOverlapSchedule,
       dtype: options.dtype,
       ...(options.randomSeed !== undefined ? { randomSeed: options.randomSeed } : {}),
       onStep: (out) => {

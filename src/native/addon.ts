@@ -62,6 +62,7 @@ export interface NativeEngineOptions {
   memFractionStatic?: number; // (0, 1), with numPages 0 (default 0.85)
   cudaGraphMaxBs?: number; // decode batches up to this size replay CUDA graphs (default 256)
   disableCudaGraph?: boolean;
+  disableOverlapSchedule?: boolean; // default false: step n+1 is planned while step n runs
   /** SGLang's --dtype: 'float32' / 'float' select the float32 CUDA backend on a GPU; ignored on the CPU. Default 'auto'. */
   dtype?: 'auto' | 'bfloat16' | 'float16' | 'float32' | 'half' | 'float';
   chunkedPrefillSize: number; // -1 = no chunking

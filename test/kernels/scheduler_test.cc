@@ -28,8 +28,16 @@ namespace {
 
 int g_passed = 0, g_failed = 0;
 
+// Every group runs twice: without and with the overlap schedule (check names of the second run start
+// with "overlap:").
+bool g_overlap = false;
+SchedulerConfig with_mode(SchedulerConfig c) {
+  c.overlap = g_overlap;
+  return c;
+}
+
 bool check(const std::string& name, bool ok, const std::string& detail = "") {
-  std::printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), (!ok && !detail.empty()) ? " -- " : "",
+  std::printf("%s %s%s%s%s\n", ok ? "PASS" : "FAIL", g_overlap ? "overlap: " : "", name.c_str(), (!ok && !detail.empty()) ? " -- " : "",
               ok ? "" : detail.c_str());
   std::fflush(stdout);
   (ok ? g_passed : g_failed)++;
@@ -97,7 +105,7 @@ void collect(RunResult& res, const std::vector<StepEvent>& ev) {
 
 RunResult run(const std::vector<Spec>& specs, SchedulerConfig cfg, int num_pages, std::vector<int32_t> eos = {2}) {
   auto kv = make_kv(num_pages, cfg.page_size);
-  Scheduler s(*g_model, *kv, cfg, eos);
+  Scheduler s(*g_model, *kv, with_mode(cfg), eos);
   RunResult res;
   size_t next = 0;
   std::vector<Spec> order = specs;
@@ -148,6 +156,8 @@ int main() {
   std::vector<std::vector<int32_t>> gp, gout;
   for (auto& g : golden["generate"].array()) gp.push_back(ids(g["input_ids"])), gout.push_back(ids(g["greedy_ids"]));
 
+  for (bool overlap : {false, true}) {
+  g_overlap = overlap;
   // random other requests
   std::mt19937 rng(1234);
   std::vector<Spec> others;
@@ -230,7 +240,7 @@ int main() {
     const int shared = 30;
     auto kv = make_kv(256, P);
     SchedulerConfig c{P, -1, 4096, 64, false, SchedulerConfig::FCFS};
-    Scheduler s(*g_model, *kv, c, {2});
+    Scheduler s(*g_model, *kv, with_mode(c), {2});
     RunResult r;
     s.submit(greedy_req(1, A, 10, true));
     std::vector<StepEvent> ev;
@@ -266,7 +276,7 @@ int main() {
     {  // abort mid chunked prefill, and mid decode
       auto kv = make_kv(512 / P, P);
       SchedulerConfig c{P, 7, 4096, 64, false, SchedulerConfig::FCFS};
-      Scheduler s(*g_model, *kv, c, {2});
+      Scheduler s(*g_model, *kv, with_mode(c), {2});
       std::vector<int32_t> p(50, 0);
       for (int i = 0; i < 50; ++i) p[i] = 3 + i * 7 % 400;
       s.submit(greedy_req(1, p, 20, true));
@@ -296,7 +306,7 @@ int main() {
       const int pages = P == 1 ? 200 : 50;
       auto kv = make_kv(pages, P);
       SchedulerConfig c{P, 16, 4096, 8, false, SchedulerConfig::LPM};
-      Scheduler s(*g_model, *kv, c, {2});
+      Scheduler s(*g_model, *kv, with_mode(c), {2});
       std::mt19937 r2(99 + P);
       RunResult r;
       std::vector<int64_t> submitted;
@@ -340,7 +350,7 @@ int main() {
     {  // close with running
       auto kv = make_kv(256, P);
       SchedulerConfig c{P, 7, 4096, 64, false, SchedulerConfig::FCFS};
-      Scheduler s(*g_model, *kv, c, {2});
+      Scheduler s(*g_model, *kv, with_mode(c), {2});
       for (int i = 0; i < 4; ++i) s.submit(greedy_req(i, gp[i % gp.size()], 24, true));
       std::vector<StepEvent> ev;
       for (int i = 0; i < 4; ++i) s.step(ev);
@@ -372,7 +382,7 @@ int main() {
       std::string tag = " P=" + std::to_string(P) + " chunk=" + std::to_string(chunk);
       auto kv = make_kv(512 / P, P);
       SchedulerConfig c{P, chunk, 4096, 64, false, SchedulerConfig::FCFS};
-      Scheduler s(*g_model, *kv, c, {2});
+      Scheduler s(*g_model, *kv, with_mode(c), {2});
       // cache every prompt first, so the logprob requests must not reuse the cached prefix
       for (size_t i = 0; i < gp.size(); ++i) s.submit(greedy_req(int64_t(50 + i), gp[i], 0, true));
       std::vector<StepEvent> ev;
@@ -462,7 +472,7 @@ int main() {
   for (int P : {1, 4}) {
     auto kv = make_kv(512 / P, P);
     SchedulerConfig c{P, 7, 4096, 64, false, SchedulerConfig::FCFS};
-    Scheduler s(*g_model, *kv, c, {2});
+    Scheduler s(*g_model, *kv, with_mode(c), {2});
     std::vector<int32_t> p;
     for (int i = 0; i < 30; ++i) p.push_back(3 + (i * 53) % 480);
     s.submit(greedy_req(1, p, 40, true));
@@ -490,6 +500,8 @@ int main() {
     s.flush_cache();
     check("cache after prefill pool full after flush" + tag, s.stats().free_pages == 512 / P);
   }
+
+  }  // overlap
 
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
