@@ -47,6 +47,11 @@ export interface ServingEngineOptions {
    */
   disableOverlapSchedule?: boolean;
   /**
+   * --is-embedding: serve a CausalLM checkpoint as an embedding model (the last token's final-norm hidden
+   * state, L2-normalised). Sequence classifiers (reward models, cross-encoders) are pooled models anyway.
+   */
+  isEmbedding?: boolean;
+  /**
    * --dtype. On a GPU: 'float32' / 'float' run the float32 CUDA backend (f32 activations, KV cache and weights,
    * f32 math: a correctness mode that matches float32 references); 'auto' / 'bfloat16' (default) the bf16 one.
    * The CPU backend computes in f32 on the weights as stored whatever this says (the server checks the flag
@@ -140,6 +145,7 @@ export function resolveEngineOptions(opts: ServingEngineOptions = {}, cudaAvaila
     cudaGraphMaxBs: positiveInt('cudaGraphMaxBs', opts.cudaGraphMaxBs ?? ENGINE_DEFAULTS.cudaGraphMaxBs),
     disableCudaGraph: opts.disableCudaGraph ?? false,
     disableOverlapSchedule: opts.disableOverlapSchedule ?? false,
+    isEmbedding: opts.isEmbedding ?? false,
     dtype,
     disableRadixCache: opts.disableRadixCache ?? ENGINE_DEFAULTS.disableRadixCache,
     schedulePolicy,

@@ -41,6 +41,7 @@ import {
 import { resolveEngineOptions, type ResolvedEngineOptions, type ServingEngineOptions } from './engine-options.js';
 import type { GenerateChunk, StepTiming } from './engine-output.js';
 import { GenerateStream } from './generate-stream.js';
+import { PooledRequests, type PooledResult } from './pooled.js';
 import { FINISH_ABORT, FINISH_NONE, SampleState, type SampleConfig, type SampleHost } from './sample-state.js';
 import { normalizeSamplingParams, SamplingParamsError, type SamplingDefaults, type SamplingParams } from './sampling-params.js';
 import { StopMatcher } from './stop-matcher.js';
@@ -49,6 +50,7 @@ import { TextTokenizer } from './tokenizer.js';
 export type { GenerateChunk, FinishReason, LogprobTriple, StepTiming } from './engine-output.js';
 export type { ServingEngineOptions } from './engine-options.js';
 export { GenerateStream } from './generate-stream.js';
+export { PooledRequestError, type PooledResult } from './pooled.js';
 export { SamplingParamsError } from './sampling-params.js';
 
 /** A bad request (the HTTP layer answers 400 with {"error": {"message": ...}}). */
@@ -76,6 +78,15 @@ export interface GenerateRequest {
   rid?: string;
   /** stream (default true): a chunk per step with new data; false: only each sample's final chunk. */
   stream?: boolean;
+}
+
+/** One /encode, /classify, /v1/embeddings or /v1/rerank input: text, token ids, or a (query, document) pair. */
+export interface EncodeRequest {
+  text?: string;
+  inputIds?: readonly number[];
+  /** A cross-encoder pair, tokenized with the tokenizer's pair template (<s> A </s></s> B </s>). */
+  textPair?: readonly [string, string];
+  rid?: string;
 }
 
 export interface ServingEngineStats extends NativeEngineStats {
@@ -111,6 +122,11 @@ const ABORT_MESSAGE = 'Aborted'; // SGLang's FINISH_ABORT default message
 const SHUTDOWN_MESSAGE = 'The engine is shutting down.';
 // The native engine aborts on its own only a request that cannot fit in the KV cache even when running alone.
 const NOT_SCHEDULABLE_MESSAGE = 'The request does not fit in the KV cache (max_total_tokens) even when running alone.';
+// SGLang's TokenizerManager answers an EmbeddingReqInput on a generation model with this (ValueError: 400).
+export const NOT_EMBEDDING_MESSAGE =
+  'This model does not appear to be an embedding model by default. Please add `--is-embedding` when launching the server or try another model.';
+export const NOT_GENERATION_MESSAGE =
+  'This model is not a generation model (it serves embeddings, rewards or rerank scores): use /encode, /v1/embeddings, /classify or /v1/rerank.';
 
 /** SGLang's Python repr of an int list, for messages quoting input_ids. */
 const pyList = (xs: readonly unknown[]): string => `[${xs.join(', ')}]`;
@@ -136,6 +152,7 @@ export class ServingEngine {
   private failure: string | null = null; // the native engine's fatal error
   private readonly tokenTexts = new Map<number, string>();
   private readonly host: SampleHost;
+  private readonly pooled: PooledRequests;
 
   private constructor(native: NativeEngine, tokenizer: TextTokenizer, options: ResolvedEngineOptions) {
     this.native = native;
@@ -143,6 +160,7 @@ export class ServingEngine {
     this.options = options;
     this.info = native.info();
     this.samplingDefaults = defaultsFromGenerationConfig(this.info.generationConfigJson);
+    this.pooled = new PooledRequests(this.info.poolingKind === 'embedding');
     this.host = {
       nativeAbort: (rid) => this.native.abort(rid),
       abortMessage: (s) =>
@@ -178,6 +196,7 @@ export class ServingEngine {
       cudaGraphMaxBs: options.cudaGraphMaxBs,
       disableCudaGraph: options.disableCudaGraph,
       disableOverlapSchedule: options.disableOverlapSchedule,
+      isEmbedding: options.isEmbedding,
       dtype: options.dtype,
       ...(options.randomSeed !== undefined ? { randomSeed: options.randomSeed } : {}),
       onStep: (out) => {
@@ -200,6 +219,7 @@ export class ServingEngine {
   generate(req: GenerateRequest): GenerateStream {
     if (this.closing) throw new Error('the engine is closed');
     if (this.failure !== null) throw new Error(`the engine failed: ${this.failure}`);
+    if (this.info.isGeneration === false) throw new EngineRequestError(NOT_GENERATION_MESSAGE);
     const { promptIds, params } = this.validate(req);
     const returnLogprob = req.returnLogprob ?? false;
     const topLogprobsNum = req.topLogprobsNum ?? 0;
@@ -303,6 +323,44 @@ export class ServingEngine {
     }
   }
 
+  /**
+   * One pooled request (embedding / reward / cross-encoder models): its embedding (unit length) or the
+   * classifier's outputs. Throws EngineRequestError synchronously for an invalid input or a generation
+   * model; the promise rejects with PooledRequestError if the request ends without a result.
+   */
+  encode(req: EncodeRequest): Promise<PooledResult> {
+    if (this.closing) throw new Error('the engine is closed');
+    if (this.failure !== null) throw new Error(`the engine failed: ${this.failure}`);
+    if (this.info.isGeneration !== false) throw new EngineRequestError(NOT_EMBEDDING_MESSAGE);
+    let promptIds: number[];
+    if (req.textPair !== undefined) {
+      if (req.text !== undefined || req.inputIds !== undefined) throw new EngineRequestError('Only one of text, input_ids or a text pair can be provided.');
+      promptIds = this.tokenizer.encodePair(req.textPair[0], req.textPair[1]);
+      this.checkPromptLength(promptIds.length);
+    } else {
+      promptIds = this.promptIds(req);
+      // A text that is already chat-templated starts with the BOS token, and the tokenizer adds another:
+      // SGLang then runs the reward model on two BOS tokens; one is what the model was trained on.
+      const bos = this.info.bosTokenId;
+      if (req.text !== undefined && bos >= 0 && promptIds.length > 1 && promptIds[0] === bos && promptIds[1] === bos) promptIds.shift();
+    }
+    this.checkPoolFits(promptIds.length);
+    const rid = req.rid ?? randomUUID().replace(/-/g, '');
+    const numRid = this.nextNumRid++;
+    const done = this.pooled.add(numRid, rid);
+    try {
+      this.native.submit({
+        rid: numRid, inputIds: Int32Array.from(promptIds), maxNewTokens: 0, minNewTokens: 0, temperature: 1, topP: 1, topK: -1,
+        minP: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1, ignoreEos: false, stopTokenIds: new Int32Array(0),
+        seed: null, returnLogprob: false, topLogprobsNum: 0, tokenIdsLogprob: null, logprobStartLen: -1, pooled: true,
+      });
+    } catch (err) {
+      this.pooled.drop(numRid);
+      throw err;
+    }
+    return done;
+  }
+
   /** Runs a request to the end; returns each sample's final chunk, by index. */
   async generateAll(req: GenerateRequest): Promise<GenerateChunk[]> {
     const finals: GenerateChunk[] = [];
@@ -357,7 +415,7 @@ export class ServingEngine {
     return {
       ...this.native.stats(),
       activeRequests: new Set(this.groups.values()).size,
-      liveNativeRequests: this.live.size + this.prefills.size,
+      liveNativeRequests: this.live.size + this.prefills.size + this.pooled.size,
     };
   }
 
@@ -369,6 +427,7 @@ export class ServingEngine {
     this.closed = true;
     // Anything the native engine did not report on is ended here, so that every stream ends.
     for (const group of new Set(this.groups.values())) this.abortGroup(group, SHUTDOWN_MESSAGE, 503);
+    this.pooled.failAll(SHUTDOWN_MESSAGE, 503);
   }
 
   get isClosed(): boolean {
@@ -377,11 +436,50 @@ export class ServingEngine {
 
   // ---- validation ----------------------------------------------------------------------------------
 
-  private validate(req: GenerateRequest): { promptIds: number[]; params: SamplingParams } {
+  /** The prompt of a request as token ids (text tokenized), with SGLang's checks of ids and length. */
+  private promptIds(req: { text?: string | null; inputIds?: readonly number[] | null }): number[] {
     const hasText = req.text !== undefined && req.text !== null;
     const hasIds = req.inputIds !== undefined && req.inputIds !== null;
     if (!hasText && !hasIds) throw new EngineRequestError('Either text or input_ids should be provided.');
     if (hasText && hasIds) throw new EngineRequestError('Only one of text or input_ids can be provided.');
+    let promptIds: number[];
+    if (hasText) {
+      if (typeof req.text !== 'string') throw new EngineRequestError('text must be a string.');
+      promptIds = this.tokenizer.encode(req.text);
+    } else {
+      const ids = req.inputIds as readonly unknown[];
+      if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x))) throw new EngineRequestError('input_ids must be a list of integers.');
+      promptIds = ids as number[];
+      if (promptIds.some((id) => id >= this.info.vocabSize)) {
+        throw new EngineRequestError(`The input_ids ${pyList(promptIds)} contains values greater than the vocab size (${this.info.vocabSize}).`);
+      }
+      if (promptIds.some((id) => id < 0)) throw new EngineRequestError(`The input_ids ${pyList(promptIds)} contains negative values.`);
+      promptIds = promptIds.slice();
+    }
+    this.checkPromptLength(promptIds.length);
+    return promptIds;
+  }
+
+  private checkPromptLength(len: number): void {
+    if (len === 0) throw new EngineRequestError('The input is empty (0 tokens).');
+    const ctx = this.info.contextLength;
+    if (len >= ctx) throw new EngineRequestError(`The input (${len} tokens) is longer than the model's context length (${ctx} tokens).`);
+  }
+
+  /** The KV pool must hold the prompt (SGLang: max_req_input_len = max_total_num_tokens - 1). */
+  private checkPoolFits(len: number): void {
+    const poolTokens = this.options.numPages * this.options.pageSize;
+    if (len >= poolTokens) {
+      throw new EngineRequestError(`The input (${len} tokens) is longer than the KV cache can hold (${poolTokens} tokens, --max-total-tokens).`);
+    }
+  }
+
+  private validate(req: GenerateRequest): { promptIds: number[]; params: SamplingParams } {
+    if (req.text === undefined || req.text === null) {
+      if (req.inputIds === undefined || req.inputIds === null) throw new EngineRequestError('Either text or input_ids should be provided.');
+    } else if (req.inputIds !== undefined && req.inputIds !== null) {
+      throw new EngineRequestError('Only one of text or input_ids can be provided.');
+    }
     if (req.rid !== undefined && typeof req.rid !== 'string') throw new EngineRequestError('rid must be a string.');
 
     const params = normalizeSamplingParams(req.samplingParams, this.info.vocabSize, this.samplingDefaults);
@@ -402,24 +500,9 @@ export class ServingEngine {
       throw new SamplingParamsError(`sampling_seed must be an integer, got ${params.samplingSeed}.`);
     }
 
-    let promptIds: number[];
-    if (hasText) {
-      if (typeof req.text !== 'string') throw new EngineRequestError('text must be a string.');
-      promptIds = this.tokenizer.encode(req.text);
-    } else {
-      const ids = req.inputIds as readonly unknown[];
-      if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x))) throw new EngineRequestError('input_ids must be a list of integers.');
-      promptIds = ids as number[];
-      if (promptIds.some((id) => id >= this.info.vocabSize)) {
-        throw new EngineRequestError(`The input_ids ${pyList(promptIds)} contains values greater than the vocab size (${this.info.vocabSize}).`);
-      }
-      if (promptIds.some((id) => id < 0)) throw new EngineRequestError(`The input_ids ${pyList(promptIds)} contains negative values.`);
-      promptIds = promptIds.slice();
-    }
+    const promptIds = this.promptIds(req);
     const len = promptIds.length;
-    if (len === 0) throw new EngineRequestError('The input is empty (0 tokens).');
     const ctx = this.info.contextLength;
-    if (len >= ctx) throw new EngineRequestError(`The input (${len} tokens) is longer than the model's context length (${ctx} tokens).`);
     // SGLang checks the total only when the client gave max_new_tokens (the default 128 is clamped instead).
     const raw = (req.samplingParams ?? {}) as Record<string, unknown>;
     const given = raw.max_new_tokens;
@@ -430,11 +513,7 @@ export class ServingEngine {
           `of tokens in the input messages or the completion to fit within the limit.`,
       );
     }
-    // The KV pool must hold the prompt (SGLang: max_req_input_len = max_total_num_tokens - 1).
-    const poolTokens = this.options.numPages * this.options.pageSize;
-    if (len >= poolTokens) {
-      throw new EngineRequestError(`The input (${len} tokens) is longer than the KV cache can hold (${poolTokens} tokens, --max-total-tokens).`);
-    }
+    this.checkPoolFits(len);
 
     if (req.returnLogprob !== undefined && typeof req.returnLogprob !== 'boolean') throw new EngineRequestError('return_logprob must be a boolean.');
     const lsl = req.logprobStartLen ?? -1;
@@ -476,6 +555,7 @@ export class ServingEngine {
       const rid = out.rid[i] as number;
       const s = this.live.get(rid);
       if (s === undefined) {
+        if (this.pooled.onEvent(out, i, this.pooledAbortReason)) continue;
         const group = this.prefills.get(rid);
         if (group !== undefined && (out.finish[i] as number) !== FINISH_NONE) this.onPrefillDone(group, out.finish[i] as number);
         continue;
@@ -517,6 +597,9 @@ export class ServingEngine {
       });
     }
   }
+
+  private readonly pooledAbortReason = (): { message: string; statusCode: number } =>
+    this.closing ? { message: SHUTDOWN_MESSAGE, statusCode: 503 } : { message: NOT_SCHEDULABLE_MESSAGE, statusCode: 400 };
 
   /** n > 1: the prompt is cached (or the prefill-only request was aborted). */
   private onPrefillDone(group: RequestGroup, finish: number): void {
@@ -583,6 +666,7 @@ export class ServingEngine {
     }
     this.live.clear();
     this.prefills.clear();
+    this.pooled.failAll(message, 500);
   }
 
   private tokenText(id: number): string {

@@ -21,6 +21,12 @@ import {
   modelInfoCodec,
   scoreRequestCodec,
   scoreResponseCodec,
+  encodeRequestCodec,
+  encodeResponseCodec,
+  embeddingsRequestCodec,
+  embeddingsResponseCodec,
+  rerankRequestCodec,
+  rerankResponseCodec,
   tokenizeRequestCodec,
   tokenizeResponseCodec,
   toProtoStruct,
@@ -124,6 +130,10 @@ export async function startGrpcServer(runtime: RuntimeService, opts: GrpcServerO
     Tokenize: unary(async (req) => tokenizeResponseCodec.encode(await runtime.tokenize(tokenizeRequestCodec.decode(req)))),
     Detokenize: unary(async (req) => detokenizeResponseCodec.encode(await runtime.detokenize(detokenizeRequestCodec.decode(req)))),
     Score: unary(async (req) => scoreResponseCodec.encode(await runtime.score(scoreRequestCodec.decode(req)))),
+    Encode: unary(async (req) => encodeResponseCodec.encode(await runtime.encode(encodeRequestCodec.decode(req)))),
+    Classify: unary(async (req) => encodeResponseCodec.encode(await runtime.classify(encodeRequestCodec.decode(req)))),
+    Embeddings: unary(async (req) => embeddingsResponseCodec.encode(await runtime.embeddings(embeddingsRequestCodec.decode(req)))),
+    Rerank: unary(async (req) => rerankResponseCodec.encode(await runtime.rerank(rerankRequestCodec.decode(req)))),
     AbortRequest: unary(async (req) => {
       await runtime.abortRequest(abortRequestCodec.decode(req));
       return {};

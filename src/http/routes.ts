@@ -1,10 +1,14 @@
-// Every native route of SGLang's http_server.py for generation models except /generate (generate-route.ts).
+// Every native route of SGLang's http_server.py except /generate (generate-route.ts): the generation models'
+// and the pooled models' (/encode, /classify, /v1/embeddings, /v1/rerank; src/runtime/pooled-endpoints.ts).
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 import {
   RuntimeError,
   type AbortReq,
   type DetokenizeReq,
+  type EmbeddingsReq,
+  type EncodeReq,
+  type RerankReq,
   type RuntimeService,
   type ScoreReq,
   type TokenizeReq,
@@ -77,6 +81,17 @@ export function registerRoutes(app: FastifyInstance, runtime: RuntimeService, op
   for (const p of ['/tokenize', '/v1/tokenize']) app.post(p, { preHandler: requireJson }, tokenize);
   for (const p of ['/detokenize', '/v1/detokenize']) app.post(p, { preHandler: requireJson }, detokenize);
   app.post('/v1/score', { preHandler: requireJson }, async (request) => runtime.score(request.body as ScoreReq));
+
+  // Pooled models (--is-embedding, reward models, cross-encoders). On a generation model each answers 400
+  // with SGLang's "does not appear to be an embedding model" message.
+  const encode = async (request: FastifyRequest) => runtime.encode(request.body as EncodeReq);
+  const classify = async (request: FastifyRequest) => runtime.classify(request.body as EncodeReq);
+  app.post('/encode', encode);
+  app.put('/encode', encode);
+  app.post('/classify', classify);
+  app.put('/classify', classify);
+  app.post('/v1/embeddings', { preHandler: requireJson }, async (request) => runtime.embeddings(request.body as EmbeddingsReq));
+  app.post('/v1/rerank', { preHandler: requireJson }, async (request) => runtime.rerank(request.body as RerankReq));
 
   app.post('/abort_request', async (request, reply) => {
     const body = request.body as AbortReq | undefined;

@@ -18,6 +18,11 @@ export interface ModelInfo {
   vocabSize: number;
   /** Sequence classifiers (reward / rerank models): labels per logits row; 0 for language models. */
   numLabels: number;
+  /** False for pooled models (embedding mode, sequence classifiers). */
+  isGeneration: boolean;
+  poolingKind: 'none' | 'embedding' | 'classify' | 'rerank';
+  /** Width of a pooled row: hidden size (embedding) or the labels (classifiers). */
+  embeddingDim: number;
   contextLength: number;
   bosTokenId: number; // -1 when absent
   padTokenId: number; // -1 when absent
@@ -63,6 +68,7 @@ export interface NativeEngineOptions {
   cudaGraphMaxBs?: number; // decode batches up to this size replay CUDA graphs (default 256)
   disableCudaGraph?: boolean;
   disableOverlapSchedule?: boolean; // default false: step n+1 is planned while step n runs
+  isEmbedding?: boolean; // --is-embedding: a CausalLM checkpoint serves embeddings (last token, final norm)
   /** SGLang's --dtype: 'float32' / 'float' select the float32 CUDA backend on a GPU; ignored on the CPU. Default 'auto'. */
   dtype?: 'auto' | 'bfloat16' | 'float16' | 'float32' | 'half' | 'float';
   chunkedPrefillSize: number; // -1 = no chunking
@@ -97,6 +103,7 @@ export interface NativeRequest {
   topLogprobsNum: number; // 0 = none
   tokenIdsLogprob: Int32Array | null; // [Ni] ids whose logprobs are reported per position
   logprobStartLen: number; // -1 = no prompt logprobs; else the first prompt position reported
+  pooled?: boolean; // a pooled (embedding / classifier) request: prefill only, its row comes back as `embedding`
 }
 
 /**
@@ -126,6 +133,8 @@ export interface NativeStepOutput {
   inputTopLogprobs: Float32Array;
   inputIdsIndptr: Int32Array; // [n+1] positions * |tokenIdsLogprob| entries
   inputIdsLogprobs: Float32Array;
+  embeddingIndptr: Int32Array; // [n+1] pooled requests' rows (raw: not normalised)
+  embedding: Float32Array;
   /** Where the step's native time went (microseconds); forward 0 when no forward ran. */
   scheduleUs: number;
   forwardUs: number;

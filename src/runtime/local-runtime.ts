@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { EngineRequestError, SamplingParamsError, type GenerateChunk, type GenerateStream, type ServingEngine } from '../engine/engine.js';
 import { projectRoot } from '../native/addon.js';
 import { normalizeGenerateRequest, type NormalizedGenerate, type NormalizedInput } from './generate-request.js';
+import * as pooled from './pooled-endpoints.js';
 import { RuntimeMetrics, type EngineLoad } from './metrics.js';
 import { isInt, pyRepr, pyTypeName } from './py-format.js';
 import {
@@ -26,11 +27,17 @@ import {
   type AbortReq,
   type DetokenizeReq,
   type DetokenizeResp,
+  type EmbeddingsReq,
+  type EmbeddingsResp,
+  type EncodeOutput,
+  type EncodeReq,
   type GenerateItem,
   type GenerateOutput,
   type GenerateReqInput,
   type GenerateShape,
   type MetaInfo,
+  type RerankItem,
+  type RerankReq,
   type RuntimeService,
   type ScoreReq,
   type ScoreResp,
@@ -100,7 +107,7 @@ export function buildServerArgs(engine: ServingEngine, o: ServerArgsOptions): Re
     load_format: 'auto',
     trust_remote_code: false,
     context_length: null,
-    is_embedding: false,
+    is_embedding: engine.info.isGeneration === false,
     revision: null,
     host: o.host ?? '127.0.0.1',
     port: o.port ?? 30000,
@@ -272,7 +279,7 @@ export class LocalRuntime implements RuntimeService {
     return {
       model_path: this.info.modelPath,
       tokenizer_path: this.info.tokenizerPath,
-      is_generation: true,
+      is_generation: this.engine.info.isGeneration !== false,
       preferred_sampling_params: this.info.preferredSamplingParams ?? null,
       weight_version: this.weightVersion,
       has_image_understanding: false,
@@ -312,9 +319,10 @@ export class LocalRuntime implements RuntimeService {
     return !this.closed && !this.engine.isClosed;
   }
 
-  /** http_server.health_generate: one greedy token from input_ids [0]. */
+  /** http_server.health_generate: one greedy token from input_ids [0] (an embedding of [0] on a pooled model). */
   async healthGenerate(timeoutMs: number): Promise<boolean> {
     if (this.closed) return false;
+    if (this.engine.info.isGeneration === false) return this.healthEncode(timeoutMs);
     let stream: GenerateStream;
     try {
       stream = this.engine.generate({
@@ -340,6 +348,47 @@ export class LocalRuntime implements RuntimeService {
       clearTimeout(timer);
       stream.cancel();
     }
+  }
+
+  private async healthEncode(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    try {
+      const run = this.engine.encode({ inputIds: [0], rid: `HEALTH_CHECK_${Date.now() / 1000}` }).then(
+        () => true,
+        () => false,
+      );
+      return await Promise.race([run, timeout]);
+    } catch {
+      return false;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ---- pooled models: /encode, /classify, /v1/embeddings, /v1/rerank (pooled-endpoints.ts) ---------
+
+  private pooledContext(): pooled.PooledContext {
+    if (this.closed) throw new RuntimeError(503, 'The server is shutting down.');
+    return { engine: this.engine, weightVersion: this.weightVersion, modelPath: this.info.modelPath };
+  }
+
+  async encode(req: EncodeReq): Promise<EncodeOutput | EncodeOutput[]> {
+    return pooled.encode(this.pooledContext(), req);
+  }
+
+  async classify(req: EncodeReq): Promise<EncodeOutput | EncodeOutput[]> {
+    return pooled.encode(this.pooledContext(), req);
+  }
+
+  async embeddings(req: EmbeddingsReq): Promise<EmbeddingsResp> {
+    return pooled.embeddings(this.pooledContext(), req);
+  }
+
+  async rerank(req: RerankReq): Promise<RerankItem[]> {
+    return pooled.rerank(this.pooledContext(), req);
   }
 
   async flushCache(timeoutS: number): Promise<boolean> {

@@ -14,10 +14,16 @@ import type {
   AbortReq,
   DetokenizeReq,
   DetokenizeResp,
+  EmbeddingsReq,
+  EmbeddingsResp,
+  EncodeOutput,
+  EncodeReq,
   GenerateItem,
   GenerateOutput,
   GenerateReqInput,
   GenerateShape,
+  RerankItem,
+  RerankReq,
   ScoreReq,
   ScoreResp,
   TokenizeReq,
@@ -405,6 +411,97 @@ export const scoreResponseCodec = new ObjectCodec<ScoreResp>([
   one('usage', message(scoreUsageCodec)),
   one('object', str),
 ]);
+
+// ---- pooled models
+
+/** One /encode text input: a string, or a [query, document] pair. */
+const textInput: Kind = {
+  enc(v) {
+    if (typeof v === 'string') return { text: v };
+    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return { pair: { texts: v } };
+    return undefined;
+  },
+  dec(p) {
+    const m = (p ?? {}) as ProtoMessage;
+    if (m.pair !== undefined && m.pair !== null) return [...((((m.pair as ProtoMessage).texts as string[] | undefined) ?? []))];
+    return m.text ?? '';
+  },
+};
+
+export const encodeRequestCodec = new ObjectCodec<EncodeReq>([
+  one('model', str),
+  either('text', str, list(textInput, 'items')),
+  either('input_ids', tokenIds, tokenIdsList),
+  either('rid', str, strList),
+  one('dimensions', int32),
+]);
+
+export const encodeOutputCodec = new ObjectCodec<EncodeOutput>([
+  one('embedding', doubleList),
+  one('meta_info', message(metaInfoCodec)),
+]);
+
+/** EncodeResponse: one output, or the list of a list input. */
+export const encodeResponseCodec = {
+  encode(v: EncodeOutput | EncodeOutput[]): ProtoMessage {
+    return Array.isArray(v) ? { output_batch: { items: v.map((o) => encodeOutputCodec.encode(o)) } } : { output: encodeOutputCodec.encode(v) };
+  },
+  decode(m: ProtoMessage): EncodeOutput | EncodeOutput[] {
+    if (m.output_batch !== undefined && m.output_batch !== null) {
+      return (((m.output_batch as ProtoMessage).items as ProtoMessage[] | undefined) ?? []).map((x) => encodeOutputCodec.decode(x));
+    }
+    return encodeOutputCodec.decode(m.output as ProtoMessage | undefined);
+  },
+};
+
+export const embeddingsRequestCodec = new ObjectCodec<EmbeddingsReq>([
+  one('model', str),
+  ['input', ['input', str], ['input_batch', strList], ['input_ids', tokenIds], ['input_ids_batch', tokenIdsList]],
+  one('encoding_format', str),
+  one('dimensions', int32),
+  one('user', str),
+]);
+
+const embeddingObjectCodec = new ObjectCodec<Record<string, unknown>>([
+  one('embedding', doubleList),
+  one('index', int32),
+  one('object', str),
+]);
+
+const embeddingsUsageCodec = new ObjectCodec<Record<string, unknown>>([
+  one('prompt_tokens', int32),
+  one('total_tokens', int32),
+  one('completion_tokens', int32),
+  one('prompt_tokens_details', struct),
+]);
+
+export const embeddingsResponseCodec = new ObjectCodec<EmbeddingsResp>([
+  one('data', list(message(embeddingObjectCodec), 'items')),
+  one('model', str),
+  one('object', str),
+  one('usage', message(embeddingsUsageCodec)),
+]);
+
+export const rerankRequestCodec = new ObjectCodec<RerankReq>([
+  one('model', str),
+  one('query', str),
+  one('documents', strList),
+  one('top_n', int32),
+  one('return_documents', bool),
+]);
+
+const rerankItemCodec = new ObjectCodec<RerankItem>([
+  one('score', double),
+  one('document', str),
+  one('index', int32),
+  one('meta_info', message(metaInfoCodec)),
+]);
+
+/** RerankResponse: the JSON list. */
+export const rerankResponseCodec = {
+  encode: (v: RerankItem[]): ProtoMessage => ({ items: v.map((x) => rerankItemCodec.encode(x)) }),
+  decode: (m: ProtoMessage): RerankItem[] => ((m.items as ProtoMessage[] | undefined) ?? []).map((x) => rerankItemCodec.decode(x)),
+};
 
 export const abortRequestCodec = new ObjectCodec<AbortReq>([one('rid', str), one('abort_all', bool)]);
 

@@ -14,6 +14,12 @@ import {
   type GenerateShape,
   type RuntimeService,
   type ScoreReq,
+  type EmbeddingsReq,
+  type EmbeddingsResp,
+  type EncodeOutput,
+  type EncodeReq,
+  type RerankItem,
+  type RerankReq,
   type ScoreResp,
   type TokenizeReq,
   type TokenizeResp,
@@ -31,6 +37,12 @@ import {
   modelInfoCodec,
   scoreRequestCodec,
   scoreResponseCodec,
+  encodeRequestCodec,
+  encodeResponseCodec,
+  embeddingsRequestCodec,
+  embeddingsResponseCodec,
+  rerankRequestCodec,
+  rerankResponseCodec,
   tokenizeRequestCodec,
   tokenizeResponseCodec,
   updateWeightsRequestCodec,
@@ -217,6 +229,22 @@ export class RemoteRuntime implements RuntimeService {
 
   async score(req: ScoreReq): Promise<ScoreResp> {
     return scoreResponseCodec.decode(await this.call('Score', scoreRequestCodec.encode(req)));
+  }
+
+  async encode(req: EncodeReq): Promise<EncodeOutput | EncodeOutput[]> {
+    return encodeResponseCodec.decode(await this.call('Encode', encodeRequestCodec.encode(req)));
+  }
+
+  async classify(req: EncodeReq): Promise<EncodeOutput | EncodeOutput[]> {
+    return encodeResponseCodec.decode(await this.call('Classify', encodeRequestCodec.encode(req)));
+  }
+
+  async embeddings(req: EmbeddingsReq): Promise<EmbeddingsResp> {
+    return embeddingsResponseCodec.decode(await this.call('Embeddings', embeddingsRequestCodec.encode(req)));
+  }
+
+  async rerank(req: RerankReq): Promise<RerankItem[]> {
+    return rerankResponseCodec.decode(await this.call('Rerank', rerankRequestCodec.encode(req)));
   }
 
   async abortRequest(req: AbortReq): Promise<void> {

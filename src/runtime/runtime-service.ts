@@ -100,6 +100,61 @@ export interface ScoreResp {
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
   object: 'scoring';
 }
+/** SGLang's EmbeddingReqInput as /encode and /classify take it (embedding, reward and cross-encoder models). */
+export interface EncodeReq {
+  model?: string;
+  /** A text, or a list of texts (or of [query, document] pairs for a cross-encoder). */
+  text?: string | (string | string[])[];
+  input_ids?: number[] | number[][];
+  rid?: string | string[] | null;
+  [key: string]: unknown; // other EmbeddingReqInput keys (refused unless harmless)
+}
+/** meta_info of an embedding output: no completion or cache counts (SGLang's BatchEmbeddingOutput). */
+export interface EncodeMetaInfo {
+  id: string;
+  finish_reason: FinishReasonJson | null;
+  prompt_tokens: number;
+  weight_version: string;
+  total_retractions: number;
+  e2e_latency: number;
+  [key: string]: unknown;
+}
+/** One /encode (/classify) output: the embedding, or [reward] / [score] for classifiers. */
+export interface EncodeOutput {
+  embedding: number[];
+  meta_info: EncodeMetaInfo;
+}
+/** POST /v1/embeddings (OpenAI): input is a string, a list of strings, token ids or a list of token id lists. */
+export interface EmbeddingsReq {
+  model?: string;
+  input?: string | string[] | number[] | number[][];
+  encoding_format?: string;
+  dimensions?: number | null;
+  user?: string | null;
+  [key: string]: unknown;
+}
+export interface EmbeddingsResp {
+  data: { embedding: number[]; index: number; object: 'embedding' }[];
+  model: string;
+  object: 'list';
+  usage: { prompt_tokens: number; total_tokens: number; completion_tokens: number; prompt_tokens_details: null };
+}
+/** POST /v1/rerank (cross-encoders): SGLang's V1RerankReqInput. */
+export interface RerankReq {
+  model?: string;
+  query?: string;
+  documents?: string[];
+  top_n?: number | null;
+  return_documents?: boolean;
+  [key: string]: unknown;
+}
+/** One entry of /v1/rerank's list (sorted by score, highest first); `document` only with return_documents. */
+export interface RerankItem {
+  score: number;
+  document?: string;
+  index: number;
+  meta_info: EncodeMetaInfo;
+}
 export interface UpdateWeightsReq {
   model_path: string;
   load_format?: string | null;
@@ -184,6 +239,14 @@ export interface RuntimeService {
   tokenize(req: TokenizeReq): Promise<TokenizeResp>;
   detokenize(req: DetokenizeReq): Promise<DetokenizeResp>;
   score(req: ScoreReq): Promise<ScoreResp>;
+  /** POST /encode (embedding models; also reward / cross-encoder models): one output, or a list for a list input. */
+  encode(req: EncodeReq): Promise<EncodeOutput | EncodeOutput[]>;
+  /** POST /classify (reward models): the same request and outputs as /encode. */
+  classify(req: EncodeReq): Promise<EncodeOutput | EncodeOutput[]>;
+  /** POST /v1/embeddings: OpenAI's embeddings API over the embedding model. */
+  embeddings(req: EmbeddingsReq): Promise<EmbeddingsResp>;
+  /** POST /v1/rerank: query × documents through the cross-encoder, sorted by score. */
+  rerank(req: RerankReq): Promise<RerankItem[]>;
   abortRequest(req: AbortReq): Promise<void>;
   /** GET /get_load. */
   getLoad(): Promise<Record<string, unknown>>;

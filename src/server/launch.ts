@@ -27,7 +27,6 @@ export interface RunningServer {
 type Log = (msg: string) => void;
 
 function checkUnsupported(o: ServerOptions): void {
-  if (o.isEmbedding) throw new Error('--is-embedding: embedding, reward and cross-encoder models are not served yet by this build');
   const addon = loadAddon();
   if (o.device === 'cuda' && !(addon.cudaCompiled && (addon.cudaDeviceCount?.() ?? 0) > 0)) {
     throw new Error('--device cuda: no CUDA device (or the addon was built without CUDA)');
@@ -46,7 +45,7 @@ async function localRuntime(o: ServerOptions, log: Log, progressStream: Progress
     bar.finish();
   }
   const tokenizerPath = o.tokenizerPath !== null ? resolveModelPath(o.tokenizerPath) : undefined;
-  const engine = await ServingEngine.create({ ...o.engine, modelPath: dir, tokenizerPath });
+  const engine = await ServingEngine.create({ ...o.engine, modelPath: dir, tokenizerPath, isEmbedding: o.isEmbedding });
   const info = engine.info;
   // The CPU computes on the checkpoint's weights as stored; the GPU converts every checkpoint to bf16, or to
   // f32 with --dtype float32 (the float32 CUDA backend, chosen by the engine from the same flag).

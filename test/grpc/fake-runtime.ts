@@ -3,6 +3,12 @@ import {
   RuntimeError,
   type AbortReq,
   type DetokenizeReq,
+  type EmbeddingsReq,
+  type EmbeddingsResp,
+  type EncodeOutput,
+  type EncodeReq,
+  type RerankItem,
+  type RerankReq,
   type GenerateItem,
   type GenerateReqInput,
   type GenerateShape,
@@ -44,6 +50,9 @@ export class FakeRuntime implements RuntimeService {
   scoreResult: ScoreResp = { scores: [], model: '', usage: null, object: 'scoring' };
   updateResult: UpdateWeightsResp = { success: true, message: '', num_paused_requests: 0 };
   metricsText = '';
+  encodeResult: EncodeOutput | EncodeOutput[] = [];
+  embeddingsResult: EmbeddingsResp = { data: [], model: '', object: 'list', usage: { prompt_tokens: 0, total_tokens: 0, completion_tokens: 0, prompt_tokens_details: null } };
+  rerankResult: RerankItem[] = [];
   healthOk = true;
   flushed = true;
 
@@ -122,6 +131,26 @@ export class FakeRuntime implements RuntimeService {
     this.record('detokenize', req);
     return this.detokenizeResult;
   }
+  async encode(req: EncodeReq): Promise<EncodeOutput | EncodeOutput[]> {
+    this.record('encode', req);
+    return this.encodeResult;
+  }
+
+  async classify(req: EncodeReq): Promise<EncodeOutput | EncodeOutput[]> {
+    this.record('classify', req);
+    return this.encodeResult;
+  }
+
+  async embeddings(req: EmbeddingsReq): Promise<EmbeddingsResp> {
+    this.record('embeddings', req);
+    return this.embeddingsResult;
+  }
+
+  async rerank(req: RerankReq): Promise<RerankItem[]> {
+    this.record('rerank', req);
+    return this.rerankResult;
+  }
+
   async score(req: ScoreReq) {
     this.record('score', req);
     return this.scoreResult;
