@@ -7,6 +7,12 @@ import {
   decodeGenerateResponse,
   detokenizeRequestCodec,
   detokenizeResponseCodec,
+  embeddingsRequestCodec,
+  embeddingsResponseCodec,
+  encodeRequestCodec,
+  encodeResponseCodec,
+  rerankRequestCodec,
+  rerankResponseCodec,
   encodeItem,
   encodeShape,
   fromProtoStruct,
@@ -196,6 +202,58 @@ test('model info, tokenize, detokenize, score, update weights, abort, models: ro
     object: 'list',
     data: [{ id: 'stories', object: 'model', created: 1777656635, owned_by: 'sglang', root: '/m', parent: null, max_model_len: 512 }],
   });
+});
+
+test('pooled models: Encode / Classify, Embeddings, Rerank requests and responses round-trip exactly', () => {
+  for (const r of [
+    { text: 'Once upon a time' },
+    { model: 'm', text: ['a', 'b'], rid: ['r1', 'r2'] },
+    { text: [['what is panda?', 'hi'], ['q', 'd']] },
+    { text: ['a', ['q', 'd']] },
+    { input_ids: [1, 2, 3], rid: 'x', dimensions: 16 },
+    { input_ids: [[1], [2, 3]] },
+    { text: null, input_ids: [1] },
+    { text: 5, sampling_params: { max_new_tokens: 1 } },
+    {},
+  ]) roundTrip(encodeRequestCodec, 'Encode', 'request', r as never);
+  const meta = { id: 'abc', finish_reason: { type: 'length', length: 0 }, prompt_tokens: 4, weight_version: 'default', total_retractions: 0, e2e_latency: 0.0123 };
+  const outs = [{ embedding: [0.25, -0.5, 1e-7, 0], meta_info: meta }, { embedding: [-24.25], meta_info: { ...meta, id: 'def' } }];
+  for (const rpc of ['Encode', 'Classify']) {
+    for (const v of [outs[0]!, outs, [] as typeof outs]) {
+      const back = encodeResponseCodec.decode(wire(rpc, 'response', encodeResponseCodec.encode(v as never)));
+      assert.deepStrictEqual(back, v);
+      assert.equal(JSON.stringify(back), JSON.stringify(v));
+    }
+  }
+  for (const r of [
+    { input: 'hi', model: 'm' },
+    { input: ['a', 'b'], encoding_format: 'float', dimensions: null, user: 'u' },
+    { input: [1, 2] },
+    { input: [[1, 2], [3]] },
+    { input: [1, 'x'] },
+    { input: '' },
+  ]) roundTrip(embeddingsRequestCodec, 'Embeddings', 'request', r as never);
+  roundTrip(embeddingsResponseCodec, 'Embeddings', 'response', {
+    data: [{ embedding: [0.5, 0.5], index: 0, object: 'embedding' }, { embedding: [], index: 1, object: 'embedding' }],
+    model: 'qwen2-tiny',
+    object: 'list',
+    usage: { prompt_tokens: 11, total_tokens: 11, completion_tokens: 0, prompt_tokens_details: null },
+  });
+  for (const r of [
+    { query: 'what is panda?', documents: ['hi', 'The giant panda'] },
+    { model: 'm', query: 'q', documents: [], top_n: 2, return_documents: false },
+    { query: 'q', documents: ['a'], top_n: null },
+    { query: ['not', 'a string'], documents: 'x' },
+  ]) roundTrip(rerankRequestCodec, 'Rerank', 'request', r as never);
+  const items = [
+    { score: 5.26, document: 'The giant panda', index: 1, meta_info: meta },
+    { score: -8.19, index: 0, meta_info: { ...meta, id: 'x' } },
+  ];
+  for (const v of [items, []]) {
+    const back = rerankResponseCodec.decode(wire('Rerank', 'response', rerankResponseCodec.encode(v as never)));
+    assert.deepStrictEqual(back, v);
+    assert.equal(JSON.stringify(back), JSON.stringify(v));
+  }
 });
 
 test('free-form dicts (server_info, get_load) travel as google.protobuf.Struct', () => {
