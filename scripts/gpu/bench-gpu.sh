@@ -4,6 +4,7 @@
 # ops, device copy bandwidth), then the end-to-end engine on random-weight models of real shapes
 # (bench/make_random_model.py) beside the same forward in transformers. Prints a table last.
 #   SGL_BENCH_MODELS=/tmp/sgl-models (where the random models are written)  SGL_BENCH_SKIP_8B=1 (skip Llama-3.1-8B)
+#   SGL_BENCH_SKIP_ENCODE=1 (skip the pooled models: gte-Qwen2-1.5B embeddings, bge-reranker-v2-m3)
 #   SGL_BENCH_QUICK=1: only the Qwen2.5-0.5B engine runs (greedy, whole-vocabulary sampling, filtered sampling),
 #   no kernel benchmarks, no transformers reference, no 8B (a short device budget)
 set -uo pipefail
@@ -20,7 +21,9 @@ if [[ -z $quick ]]; then
   [[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
 fi
 
-mk() { [[ -f $models/$1/config.json ]] || python3 bench/make_random_model.py --shape "$1" --out "$models/$1" --device cuda >&2; }
+mk() {  # mk SHAPE [TOKENIZER_DIR]
+  [[ -f $models/$1/config.json ]] || python3 bench/make_random_model.py --shape "$1" --out "$models/$1" --device cuda ${2:+--tokenizer-dir "$2"} >&2
+}
 mk qwen2.5-0.5b-instruct
 q05=(node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --ctx 1024)
 if [[ -z $quick ]]; then
@@ -38,7 +41,14 @@ if [[ -z ${SGL_BENCH_SKIP_8B:-} && -z $quick ]]; then
   run node dist/bench/gpu/e2e-bench.js --model "$models/llama-3.1-8b" --name llama-3.1-8b --batches 1 --ctx 1024 --out 64 --prefill 4096
   run python3 bench/gpu/hf_ref.py --model "$models/llama-3.1-8b" --name llama-3.1-8b --batches 1 --ctx 1024 --prefill 4096
 fi
+# pooled models over HTTP (/encode): a 500-token request alone, and 512 of them at once
+if [[ -z ${SGL_BENCH_SKIP_ENCODE:-} ]]; then
+  mk gte-qwen2-1.5b-instruct test/fixtures/models/qwen2-tiny
+  run node dist/bench/encode-bench.js --model "$models/gte-qwen2-1.5b-instruct" --name gte-qwen2-1.5b --embedding --device cuda --len 500 --count 512
+  mk bge-reranker-v2-m3 test/fixtures/models/xlmr-reranker-tiny
+  run node dist/bench/encode-bench.js --model "$models/bge-reranker-v2-m3" --name bge-reranker-v2-m3 --device cuda --len 500 --count 512
+fi
 echo
 echo "==== summary"
-grep -E "^(ATTN|SDPA|OPS|E2E|HF) " "$log"
+grep -E "^(ATTN|SDPA|OPS|SAMPLE|E2E|ENC|HF) " "$log"
 rm -f "$log"

@@ -1,0 +1,88 @@
+// Pooled-model serving speed over HTTP (part of `npm run bench:gpu`; runs on the CPU too): the server
+// (LocalRuntime + the Fastify gateway, in this process) over an embedding model (`--is-embedding`) or a
+// cross-encoder, on 127.0.0.1, with random token ids as inputs (`input_ids`, so tokenization is not timed).
+//  1. latency: `--single` sequential requests of one `--len`-token input each: p50 / p99 end to end;
+//  2. throughput: `--count` requests of `--len` tokens, all in flight at once (the scheduler batches them
+//     under --max-prefill-tokens): requests/s and prompt tokens/s over the whole wave.
+// Prints `ENC <name> single len <n> p50_ms <x> p99_ms <y>` and `ENC <name> batch <count> x <len> req_s <r> tok_s <t>`.
+//
+// Usage: node dist/bench/encode-bench.js --model DIR --name NAME [--embedding] [--len 500] [--count 512]
+//        [--single 50] [--max-prefill-tokens 16384] [--device auto|cpu|cuda]
+import { ServingEngine } from '../src/engine/engine.js';
+import { createGateway } from '../src/http/gateway.js';
+import { buildServerArgs, LocalRuntime } from '../src/runtime/local-runtime.js';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
+}
+
+const modelPath = arg('model', '');
+const name = arg('name', 'model');
+const isEmbedding = process.argv.includes('--embedding');
+const len = Number(arg('len', '500'));
+const count = Number(arg('count', '512'));
+const singles = Number(arg('single', '50'));
+const maxPrefill = Number(arg('max-prefill-tokens', '16384'));
+const device = arg('device', 'auto') as 'auto' | 'cpu' | 'cuda';
+if (!modelPath) throw new Error('--model DIR is required');
+
+const pct = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : NaN;
+};
+
+function randomIds(vocab: number, n: number, seed: number): number[] {
+  let s = (seed * 2654435761) >>> 0 || 1;
+  const a: number[] = [];
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    a.push(5 + (s % (vocab - 5)));
+  }
+  return a;
+}
+
+async function main(): Promise<void> {
+  const engine = await ServingEngine.create({
+    modelPath, isEmbedding, device, pageSize: 16, chunkedPrefillSize: maxPrefill, maxPrefillTokens: maxPrefill,
+    maxRunningRequests: Math.max(count, 1), disableRadixCache: true, randomSeed: 1,
+  });
+  const runtime = new LocalRuntime(engine, { modelPath, tokenizerPath: modelPath, servedModelName: name, serverArgs: buildServerArgs(engine, { modelPath }) });
+  const app = createGateway(runtime);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address() as { port: number };
+  const base = `http://127.0.0.1:${addr.port}`;
+  const info = engine.info;
+  console.log(`# ${name}: ${info.architecture} (${info.poolingKind}) ${info.numLayers} layers on ${info.backend}, row width ${info.embeddingDim}`);
+  const vocab = info.vocabSize;
+  const encode = async (ids: number[]) => {
+    const r = await fetch(`${base}/encode`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input_ids: ids }) });
+    if (r.status !== 200) throw new Error(`/encode answered ${r.status}: ${await r.text()}`);
+    await r.arrayBuffer();
+  };
+  try {
+    for (let i = 0; i < 3; i++) await encode(randomIds(vocab, len, 1000 + i)); // warm-up
+    const lat: number[] = [];
+    for (let i = 0; i < singles; i++) {
+      const ids = randomIds(vocab, len, i + 1);
+      const t0 = performance.now();
+      await encode(ids);
+      lat.push(performance.now() - t0);
+    }
+    console.log(`ENC ${name} single len ${len} p50_ms ${pct(lat, 0.5).toFixed(2)} p99_ms ${pct(lat, 0.99).toFixed(2)} n ${lat.length}`);
+    const inputs = Array.from({ length: count }, (_, i) => randomIds(vocab, len, 50_000 + i));
+    await Promise.all(inputs.slice(0, Math.min(count, 32)).map(encode)); // warm the batched shapes
+    const t0 = performance.now();
+    await Promise.all(inputs.map(encode));
+    const s = (performance.now() - t0) / 1000;
+    console.log(`ENC ${name} batch ${count} x ${len} req_s ${(count / s).toFixed(1)} tok_s ${((count * len) / s).toFixed(0)} wall_s ${s.toFixed(3)}`);
+  } finally {
+    await app.close();
+    await runtime.close();
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
