@@ -13,6 +13,7 @@
 //   D = 128, BM = 128, BN = 64: 32 + 64 + 1 KiB = 97 KiB (two blocks per SM)
 //   D = 64,  BM = 128, BN = 64: 16 + 32 + 1 KiB = 49 KiB
 #include <algorithm>
+#include <cstdlib>
 
 #include "attention_common.cuh"
 #include "cuda_common.cuh"
@@ -299,16 +300,38 @@ void launch(const AttentionParams& p) {
   SGL_CUDA_LAUNCH_CHECK();
 }
 
+// SGL_PREFILL_VARIANT (read once; for the benchmark's tile sweep, bench-gpu.sh): the tiling of query tiles
+// longer than 64 rows. 0 (default): BM 128, BN 64, 4 warps (32 rows each); 1: BM 128, BN 64, 8 warps (16 rows
+// each); 2: BM 128, BN 32, 4 warps; 3: BM 64, BN 64, 4 warps (16 rows each).
+int prefill_variant() {
+  static const int v = [] {
+    const char* e = std::getenv("SGL_PREFILL_VARIANT");
+    const int x = e ? std::atoi(e) : 0;
+    return x >= 0 && x <= 3 ? x : 0;
+  }();
+  return v;
+}
+
+template <int D>
+void launch_long(const AttentionParams& p) {
+  switch (prefill_variant()) {
+    case 1: return launch<D, 128, 64, 8>(p);
+    case 2: return launch<D, 128, 32, 4>(p);
+    case 3: return launch<D, 64, 64, 4>(p);
+    default: return launch<D, 128, 64, 4>(p);
+  }
+}
+
 }  // namespace
 
 void launch_prefill_tc(const AttentionParams& p) {
   // Short query tiles (chunked prefill, mixed batches) take BM = 64 so fewer rows of each block idle.
   if (p.D == 128) {
     if (p.max_q_len <= 64) launch<128, 64, 64, 4>(p);
-    else launch<128, 128, 64, 4>(p);
+    else launch_long<128>(p);
   } else {
     if (p.max_q_len <= 64) launch<64, 64, 64, 4>(p);
-    else launch<64, 128, 64, 4>(p);
+    else launch_long<64>(p);
   }
 }
 

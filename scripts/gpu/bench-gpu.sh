@@ -17,6 +17,10 @@ run() { echo "\$ $*" >&2; "$@" 2>&1 | tee -a "$log"; }
 quick=${SGL_BENCH_QUICK:-}
 if [[ -z $quick ]]; then
   [[ -n $(exe attention_bench) ]] && run "$(exe attention_bench)"
+  # the prefill tile sweep (cuda/attention_prefill.cu SGL_PREFILL_VARIANT; 0 is the default run above)
+  for v in 1 2 3; do
+    [[ -n $(exe attention_bench) ]] && SGL_PREFILL_VARIANT=$v "$(exe attention_bench)" prefill 2>&1 | sed "s/^ATTN prefill/ATTN prefill-v$v/" | tee -a "$log"
+  done
   run python3 bench/gpu/sdpa_ref.py
   [[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
 fi
