@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda_common.cuh"
+#include "elementwise_common.cuh"
 #include "rope_common.cuh"
 #include "ops.h"
 
@@ -39,31 +40,25 @@ int vec_width(int64_t elems, std::initializer_list<const void*> ptrs, size_t es 
   return 1;
 }
 
-// A multiple of 32 (whole warps), between 32 and cap, covering `work` items if possible.
-int block_for(int64_t work, int cap) {
-  int64_t t = (work + 31) / 32 * 32;
-  if (t < 32) t = 32;
-  if (t > cap) t = cap;
-  return int(t);
-}
-
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
 __device__ float block_sum(float v) {
   __shared__ float warp_sums[32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  v = warp_sum(v);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) warp_sums[warp] = v;
   __syncthreads();
   const int nwarps = blockDim.x >> 5;
   v = lane < nwarps ? warp_sums[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
+  return warp_sum(v);
 }
 
 // ---- rms_norm: one block per row ----------------------------------------------------------------------
 // Pass 1 folds the residual in (residual = bf16(x + residual), the rounded value is what gets normalised,
 // as in SGLang / transformers with bf16 activations) and sums squares; pass 2 scales and writes out. A
-// thread touches the same elements in both passes, so out may alias x.
+// thread touches the same elements in both passes, so out may alias x. The fused rms_norm + GEMV
+// (gemv_fused.cu) mirrors this kernel's arithmetic and summation order (block_for(C / V, 1024) threads, each
+// summing vectors i, i + blockDim, ... in order, then block_sum) to match it bit for bit: change both
+// together.
 template <typename E, int V>
 __global__ void rms_norm_kernel(const E* x, E* residual, E* out, const E* w, int C, float eps) {
   using Vec = EVec<E, V>;
@@ -84,19 +79,16 @@ __global__ void rms_norm_kernel(const E* x, E* residual, E* out, const E* w, int
       rr[i] = a;
     }
 #pragma unroll
-    for (int j = 0; j < V; j++) {
-      float f = to_f(a.v[j]);
-      ss += f * f;
-    }
+    for (int j = 0; j < V; j++) ss = rms_sq_acc(ss, to_f(a.v[j]));
   }
   ss = block_sum(ss);
-  const float inv = rsqrtf(ss / float(C) + eps);
+  const float inv = rms_inv(ss, C, eps);
   for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
     Vec a = rr ? rr[i] : xr[i];
     Vec g = wr[i];
     Vec o;
 #pragma unroll
-    for (int j = 0; j < V; j++) o.v[j] = from_f<E>((to_f(a.v[j]) * inv) * to_f(g.v[j]));
+    for (int j = 0; j < V; j++) o.v[j] = from_f<E>(rms_scale(to_f(a.v[j]), inv, to_f(g.v[j])));
     orow[i] = o;
   }
 }
@@ -177,8 +169,6 @@ void copy_rows(CopyJob j0, const CopyJob* j1, int64_t rows, int64_t row) {
 }
 
 // ---- silu_mul: flat over the contiguous [T, I] tensors ----------------------------------------------------
-__device__ __forceinline__ float silu_mul1(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
-
 template <typename E, int V>
 __global__ void silu_mul_kernel(const E* gate, const E* up, E* out, int64_t n) {
   using Vec = EVec<E, V>;
