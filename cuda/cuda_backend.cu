@@ -269,6 +269,7 @@ const Backend* cuda_backend() {
         gelu_cuda,
         sample_rows_cuda,
         rms_norm_matmul_cuda,
+        silu_mul_matmul_cuda,
     };
     return &b;
   }();
@@ -300,6 +301,7 @@ const Backend* cuda_backend_f32() {
     b.gelu = gelu_cuda_f32;
     // The fused decode GEMVs are bf16 only: the float32 table runs rms_norm / silu_mul and matmul.
     b.rms_norm_matmul = nullptr;
+    b.silu_mul_matmul = nullptr;
     return &b;
   }();
   return backend;

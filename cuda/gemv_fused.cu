@@ -1,5 +1,6 @@
 // The decode step's elementwise ops folded into the GEMV that consumes them (T <= kGemvMaxT tokens, bf16):
 //   rms_norm_matmul: h = round(x + residual_in) (stored to residual_out by block 0), y = round(rmsnorm(h) * g) · Wᵀ
+//   silu_mul_matmul: y = round(silu(gate) * up) · Wᵀ over strided gate|up rows
 // Every block first issues its weight chunks (gemv_common.cuh), then computes the whole activation rows it
 // needs (T x K, at most 48 KB) into shared memory, one barrier, then its warps run the same dot product as
 // the plain GEMV with x read from shared memory. The activation is recomputed by every block: K is a few
@@ -127,6 +128,40 @@ __global__ void __launch_bounds__(kThreads)
   store_rows(acc, bias, y, N, warp, lane);
 }
 
+// ---- silu_mul + GEMV -------------------------------------------------------------------------------------
+template <int T, int R>
+__global__ void __launch_bounds__(kThreads)
+    silu_mul_gemv_kernel(const bf16* __restrict__ gate, const bf16* __restrict__ up, int64_t ld,
+                         const bf16* __restrict__ w, const bf16* __restrict__ bias, bf16* __restrict__ y, int K,
+                         int N) {
+  extern __shared__ uint4 smem[];  // [T][K] bf16: silu(gate) * up
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int chunks = K / 8;
+  const int nk = gemv::lane_chunks(chunks, lane);
+  gemv::WRows<R> wr;
+  bind_rows(wr, w, K, N, warp);
+  gemv::wrows_prefetch(wr, lane, nk);
+
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+    const Vec8* gr = reinterpret_cast<const Vec8*>(gate + t * ld);
+    const Vec8* ur = reinterpret_cast<const Vec8*>(up + t * ld);
+    Vec8* as = reinterpret_cast<Vec8*>(smem) + size_t(t) * chunks;
+    for (int i = tid; i < chunks; i += kThreads) {
+      const Vec8 a = gr[i], b = ur[i];
+      Vec8 o;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) o.v[j] = from_f<bf16>(silu_mul1(to_f(a.v[j]), to_f(b.v[j])));
+      as[i] = o;
+    }
+  }
+  __syncthreads();
+
+  float acc[R][T];
+  gemv::wrows_dot(wr, acc, lane, nk, [&](int t, int c) { return smem[t * chunks + c]; });
+  store_rows(acc, bias, y, N, warp, lane);
+}
+
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Two rows per warp once the one-row grid would be several waves deep (gate|up's 2 x 4864 rows): half the
@@ -171,6 +206,30 @@ bool rms_norm_matmul_cuda(const RmsNormMatmulParams& p) {
     launch_rows<2, 1>(rms_norm_gemv_kernel<2, 1>, p.N, smem, x, ri, ro, g, p.eps, w, b, y, p.K, p.N, nt);
   else
     launch_rows<2, 2>(rms_norm_gemv_kernel<2, 2>, p.N, smem, x, ri, ro, g, p.eps, w, b, y, p.K, p.N, nt);
+  return true;
+}
+
+bool silu_mul_matmul_cuda(const SiluMulMatmulParams& p) {
+  const int64_t ld = p.ld != 0 ? p.ld : p.K;
+  if (p.T < 1 || p.T > kGemvMaxT || p.K <= 0 || p.K % 8 != 0 || p.N <= 0 || ld % 8 != 0 || ld < p.K) return false;
+  if (p.w.dtype != DType::BF16 || (p.bias.data && p.bias.dtype != DType::BF16)) return false;
+  if (!aligned16(p.gate) || !aligned16(p.up) || !aligned16(p.w.data)) return false;
+  const size_t smem = size_t(p.T) * p.K * sizeof(bf16);
+  if (smem > kMaxSmem) return false;
+  const bf16* gt = static_cast<const bf16*>(p.gate);
+  const bf16* u = static_cast<const bf16*>(p.up);
+  const bf16* w = static_cast<const bf16*>(p.w.data);
+  const bf16* b = static_cast<const bf16*>(p.bias.data);
+  bf16* y = static_cast<bf16*>(p.y);
+  const int R = rows_per_warp(p.N);
+  if (p.T == 1 && R == 1)
+    launch_rows<1, 1>(silu_mul_gemv_kernel<1, 1>, p.N, smem, gt, u, ld, w, b, y, p.K, p.N);
+  else if (p.T == 1)
+    launch_rows<1, 2>(silu_mul_gemv_kernel<1, 2>, p.N, smem, gt, u, ld, w, b, y, p.K, p.N);
+  else if (R == 1)
+    launch_rows<2, 1>(silu_mul_gemv_kernel<2, 1>, p.N, smem, gt, u, ld, w, b, y, p.K, p.N);
+  else
+    launch_rows<2, 2>(silu_mul_gemv_kernel<2, 2>, p.N, smem, gt, u, ld, w, b, y, p.K, p.N);
   return true;
 }
 

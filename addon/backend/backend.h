@@ -72,6 +72,19 @@ struct RmsNormMatmulParams {
   int32_t T, K, N;
 };
 
+// silu_mul fused into the down projection: y = round(silu(gate) * up) · Wᵀ (+ bias), the activation rounded
+// as silu_mul stores it. y must not alias gate or up. Returns false (nothing enqueued) where it does not
+// fit; the caller then runs silu_mul and matmul.
+struct SiluMulMatmulParams {
+  const void* gate;  // [T, K] with row stride ld
+  const void* up;    // [T, K] with row stride ld
+  int32_t ld;        // row stride of gate and up in elements (a fused gate|up row: 2K); 0 = K
+  WeightRef w;       // [N, K]
+  WeightRef bias;    // [N] or absent
+  void* y;           // [T, N] in the activation dtype
+  int32_t T, K, N;
+};
+
 // Rotary embedding in place, HF "rotate_half" layout: pairs (i, i + D/2) of each head.
 struct RopeParams {
   void* q;                   // [T, H, D]
@@ -267,6 +280,7 @@ struct Backend {
   // Fused decode ops (null where the backend has none: the CPU, CUDA's float32 table). Each returns whether
   // it enqueued the op; on false the model runs the unfused pair.
   bool (*rms_norm_matmul)(const RmsNormMatmulParams&) = nullptr;
+  bool (*silu_mul_matmul)(const SiluMulMatmulParams&) = nullptr;
 };
 
 const Backend& cpu_backend();

@@ -123,6 +123,48 @@ void check_rms_norm_matmul(const Backend& cpu, const Backend& cuda, std::mt19937
   for (void* q : {dx, dr, dnw, dw, db, dro, dy}) cuda.free(q);
 }
 
+// silu_mul_matmul over strided gate|up rows [T, 2K] (the fused gate|up matmul's output): against the CPU's
+// silu_mul (rounded to bf16 as the GPU stores it) then matmul, and bit for bit against the CUDA silu_mul +
+// matmul.
+void check_silu_mul_matmul(const Backend& cpu, const Backend& cuda, std::mt19937& g, int T, int K, int N,
+                           bool with_bias) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::string name = "silu_mul_matmul T=" + std::to_string(T) + " K=" + std::to_string(K) + " N=" +
+                           std::to_string(N) + (with_bias ? " +bias" : "");
+  std::vector<float> gu = rand_bf16(size_t(T) * 2 * K, g);
+  for (auto& v : gu) v = bf16r(v * 3.0f);
+  std::vector<float> w = rand_bf16(size_t(N) * K, g), b = rand_bf16(size_t(N), g);
+  for (auto& v : w) v = bf16r(v / std::sqrt(float(K)));
+  std::vector<float> act(size_t(T) * K, nan), y_ref(size_t(T) * N, nan);
+  SiluMulParams sc{gu.data(), gu.data() + K, act.data(), T, K};
+  sc.ld = 2 * K;
+  cpu.silu_mul(sc);
+  for (auto& v : act) v = bf16r(v);
+  cpu.matmul({act.data(), {w.data(), DType::F32}, with_bias ? WeightRef{b.data(), DType::F32} : WeightRef{},
+              y_ref.data(), T, K, N});
+  void *dgu = to_device(cuda, gu), *dw = to_device(cuda, w), *db = to_device(cuda, b);
+  void* dy = to_device(cuda, std::vector<float>(y_ref.size(), nan));
+  const WeightRef bias = with_bias ? WeightRef{db, DType::BF16} : WeightRef{};
+  SiluMulMatmulParams p{dgu, static_cast<char*>(dgu) + size_t(K) * 2, 2 * K, {dw, DType::BF16}, bias, dy, T, K, N};
+  const bool ran = cuda.silu_mul_matmul(p);
+  check(ran, name + ": enqueued");
+  if (ran) {
+    std::string why;
+    const std::vector<float> y = from_device(cuda, dy, y_ref.size());
+    check(close(y, y_ref, 1e-2, why), name + " y vs CPU: " + why);
+    void* dact = to_device(cuda, std::vector<float>(act.size(), nan));
+    void* dy2 = to_device(cuda, std::vector<float>(y_ref.size(), nan));
+    SiluMulParams sd{dgu, static_cast<char*>(dgu) + size_t(K) * 2, dact, T, K};
+    sd.ld = 2 * K;
+    cuda.silu_mul(sd);
+    cuda.matmul({dact, {dw, DType::BF16}, bias, dy2, T, K, N});
+    check(bit_equal(y, from_device(cuda, dy2, y_ref.size()), why), name + " vs unfused CUDA: " + why);
+    cuda.free(dact);
+    cuda.free(dy2);
+  }
+  for (void* q : {dgu, dw, db, dy}) cuda.free(q);
+}
+
 // rms_norm_matmul declines what it cannot take (here: K not a multiple of 8, or too many tokens) and leaves
 // its outputs alone.
 void check_rms_norm_matmul_declines(const Backend& cuda, std::mt19937& g, int T, int K) {
@@ -235,6 +277,16 @@ int main() {
     }
     check_rms_norm_matmul_declines(*cuda, g, 1, 36);
     check_rms_norm_matmul_declines(*cuda, g, 3, 64);
+  }
+  // down 4864 -> 896 (Qwen2.5-0.5B), small and odd ones, and a wide N (two rows per warp).
+  if (!cuda->silu_mul_matmul) {
+    check(false, "silu_mul_matmul: the CUDA table has no entry");
+  } else {
+    for (auto [K, N] : {std::pair{4864, 896}, std::pair{64, 37}, std::pair{1000, 130}, std::pair{256, 9000},
+                        std::pair{12000, 16}}) {
+      for (int T : {1, 2})
+        for (bool with_bias : {false, true}) check_silu_mul_matmul(cpu, *cuda, g, T, K, N, with_bias);
+    }
   }
   for (bool tanh_approx : {false, true}) {
     std::vector<float> x = rand_bf16(100003, g), ref(x.size(), nan);
