@@ -3,7 +3,8 @@
 // matmuls are 2-9 MB: 1-3 µs at ~3 TB/s, where cuBLASLt's kernels for M = 1 took ~10 µs each).
 // One warp per output row (gemv_common.cuh: each lane streams 16-byte chunks of W's row, kDepth in flight,
 // and dots them with the T rows of x, read through L1; x is at most 2 x K bf16), f32 accumulation, a warp
-// reduction, lane 0 writes. The weight chunks are requested before x is read.
+// reduction, lane 0 writes. The weight chunks are requested before x is read, and before the PDL wait
+// (cuda_common.cuh) for the kernel that wrote x.
 // Needs K % 8 == 0 and 16-byte aligned x and W (matmul_cuda checks and otherwise uses cuBLASLt).
 #include <cstdint>
 
@@ -27,7 +28,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const bf16* __restric
   const int nk = n < N ? gemv::lane_chunks(chunks, lane) : 0;
   gemv::WRows<1> wr;
   wr.row[0] = reinterpret_cast<const uint4*>(w + size_t(n < N ? n : 0) * K);
-  gemv::wrows_prefetch(wr, lane, nk);
+  gemv::wrows_prefetch(wr, lane, nk);  // weights only: before the wait for the kernel that wrote x
+  pdl_wait();
+  pdl_trigger();
   if (n >= N) return;
   const uint4* xr = reinterpret_cast<const uint4*>(x);
   float acc[1][T];
@@ -51,10 +54,9 @@ void launch(const MatmulParams& p) {
   const bf16* w = static_cast<const bf16*>(p.w.data);
   const bf16* b = static_cast<const bf16*>(p.bias.data);
   if (p.y_f32)
-    gemv_kernel<T, true><<<grid, kWarps * 32, 0, sgl_stream()>>>(x, w, b, p.y, p.K, p.N);
+    sgl_launch(gemv_kernel<T, true>, grid, dim3(kWarps * 32), 0, x, w, b, p.y, p.K, p.N);
   else
-    gemv_kernel<T, false><<<grid, kWarps * 32, 0, sgl_stream()>>>(x, w, b, p.y, p.K, p.N);
-  SGL_CUDA_LAUNCH_CHECK();
+    sgl_launch(gemv_kernel<T, false>, grid, dim3(kWarps * 32), 0, x, w, b, p.y, p.K, p.N);
 }
 
 }  // namespace

@@ -4,7 +4,8 @@
 // Every block first issues its weight chunks (gemv_common.cuh), then computes the whole activation rows it
 // needs (T x K, at most 48 KB) into shared memory, one barrier, then its warps run the same dot product as
 // the plain GEMV with x read from shared memory. The activation is recomputed by every block: K is a few
-// thousand elements, read from L2, against the block's 8-16 weight rows of K each.
+// thousand elements, read from L2, against the block's 8-16 weight rows of K each. Launched with PDL
+// (cuda_common.cuh): the weight chunks are issued before the wait for the previous kernel.
 //
 // Bit-exactness with the unfused ops: the norm reproduces rms_norm_kernel's arithmetic AND its summation
 // order. rms_norm runs one block of NT = block_for(K / 8, 1024) threads per row; thread v sums the squares of
@@ -75,7 +76,9 @@ __global__ void __launch_bounds__(kThreads)
   const int nk = gemv::lane_chunks(chunks, lane);
   gemv::WRows<R> wr;
   bind_rows(wr, w, K, N, warp);
-  gemv::wrows_prefetch(wr, lane, nk);
+  gemv::wrows_prefetch(wr, lane, nk);  // weights only: before the PDL wait
+  pdl_wait();
+  pdl_trigger();
 
   const Vec8* gv = reinterpret_cast<const Vec8*>(g);
   const bool store_res = res_out != nullptr && blockIdx.x == 0;
@@ -140,7 +143,9 @@ __global__ void __launch_bounds__(kThreads)
   const int nk = gemv::lane_chunks(chunks, lane);
   gemv::WRows<R> wr;
   bind_rows(wr, w, K, N, warp);
-  gemv::wrows_prefetch(wr, lane, nk);
+  gemv::wrows_prefetch(wr, lane, nk);  // weights only: before the PDL wait
+  pdl_wait();
+  pdl_trigger();
 
 #pragma unroll
   for (int t = 0; t < T; ++t) {
@@ -174,8 +179,7 @@ int rows_per_warp(int N) {
 template <int T, int R, class Kernel, class... Args>
 void launch_rows(Kernel kernel, int N, size_t smem, Args... args) {
   const dim3 grid(unsigned((int64_t(N) + kWarps * R - 1) / (kWarps * R)));
-  kernel<<<grid, kThreads, smem, sgl_stream()>>>(args...);
-  SGL_CUDA_LAUNCH_CHECK();
+  sgl_launch(kernel, grid, dim3(kThreads), smem, args...);
 }
 
 }  // namespace
