@@ -19,7 +19,7 @@ using bf16 = __nv_bfloat16;
 using gemv::kWarps;
 
 template <int T, bool kF32Out>
-__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const bf16* __restrict__ x, const bf16* __restrict__ w,
+__global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const bf16* x, const bf16* __restrict__ w,
                                                           const bf16* __restrict__ bias, void* __restrict__ y,
                                                           int K, int N) {
   const int n = blockIdx.x * kWarps + threadIdx.x / 32;
@@ -34,7 +34,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const bf16* __restric
   if (n >= N) return;
   const uint4* xr = reinterpret_cast<const uint4*>(x);
   float acc[1][T];
-  gemv::wrows_dot(wr, acc, lane, nk, [&](int t, int c) { return __ldg(xr + t * chunks + c); });
+  // x is the previous kernel's output: plain (coherent) loads, not __ldg's read-only path, as the kernel may
+  // have started before that kernel finished (PDL).
+  gemv::wrows_dot(wr, acc, lane, nk, [&](int t, int c) { return xr[t * chunks + c]; });
   if (lane == 0) {
     const float b = bias ? __bfloat162float(bias[n]) : 0.0f;
 #pragma unroll

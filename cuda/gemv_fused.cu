@@ -5,7 +5,9 @@
 // needs (T x K, at most 48 KB) into shared memory, one barrier, then its warps run the same dot product as
 // the plain GEMV with x read from shared memory. The activation is recomputed by every block: K is a few
 // thousand elements, read from L2, against the block's 8-16 weight rows of K each. Launched with PDL
-// (cuda_common.cuh): the weight chunks are issued before the wait for the previous kernel.
+// (cuda_common.cuh): the weight chunks are issued before the wait for the previous kernel; the activations
+// (the previous kernels' outputs) are read after it, through plain pointers (no __restrict__ / __ldg
+// read-only path: the kernel's lifetime overlaps their writer's).
 //
 // Bit-exactness with the unfused ops: the norm reproduces rms_norm_kernel's arithmetic AND its summation
 // order. rms_norm runs one block of NT = block_for(K / 8, 1024) threads per row; thread v sums the squares of
@@ -66,7 +68,7 @@ __device__ __forceinline__ void store_rows(const float (&acc)[R][T], const bf16*
 // norm_threads: rms_norm_kernel's block size for this K (block_for(K / 8, 1024)), the order being mirrored.
 template <int T, int R>
 __global__ void __launch_bounds__(kThreads)
-    rms_norm_gemv_kernel(const bf16* __restrict__ x, const bf16* __restrict__ res_in, bf16* __restrict__ res_out,
+    rms_norm_gemv_kernel(const bf16* x, const bf16* res_in, bf16* __restrict__ res_out,
                          const bf16* __restrict__ g, float eps, const bf16* __restrict__ w,
                          const bf16* __restrict__ bias, bf16* __restrict__ y, int K, int N, int norm_threads) {
   extern __shared__ uint4 smem[];  // [T][K] bf16: the normalised rows
@@ -134,7 +136,7 @@ __global__ void __launch_bounds__(kThreads)
 // ---- silu_mul + GEMV -------------------------------------------------------------------------------------
 template <int T, int R>
 __global__ void __launch_bounds__(kThreads)
-    silu_mul_gemv_kernel(const bf16* __restrict__ gate, const bf16* __restrict__ up, int64_t ld,
+    silu_mul_gemv_kernel(const bf16* gate, const bf16* up, int64_t ld,
                          const bf16* __restrict__ w, const bf16* __restrict__ bias, bf16* __restrict__ y, int K,
                          int N) {
   extern __shared__ uint4 smem[];  // [T][K] bf16: silu(gate) * up
