@@ -59,6 +59,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
                      const int32_t* __restrict__ kv_indptr, const int32_t* __restrict__ page_ids,
                      const int32_t* __restrict__ kv_lens, int H, int Hkv, int P, float scale_log2, int num_splits,
                      int chunk, int ngroups) {
+  pdl_wait();  // PDL (cuda_common.cuh): q and this step's K/V come from the kernel before
+  pdl_trigger();
   using Cfg = DecodeCfg<D>;
   constexpr int STAGES = Cfg::kStages, CH = Cfg::kChunks, BN = kDecodeBN, NT = kDecodeThreads;
   constexpr int DB = D / 8, KQ = D / 16;
@@ -266,6 +268,8 @@ __global__ void __launch_bounds__(128)
     merge_kernel(const float* __restrict__ part_o, const float* __restrict__ part_lse,
                  __nv_bfloat16* __restrict__ out, const int32_t* __restrict__ qo_indptr,
                  const int32_t* __restrict__ kv_lens, int B, int H, int D, int num_splits, int chunk) {
+  pdl_wait();  // the partials come from decode_tc_kernel
+  pdl_trigger();
   const int lane = threadIdx.x & 31;
   const int bh = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (bh >= B * H) return;
@@ -355,18 +359,15 @@ void launch(const AttentionParams& p) {
     part_lse = part_o + n * p.D;
   }
   const dim3 grid(plan.splits, p.Hkv * ngroups, p.B);
-  kernel<<<grid, kDecodeThreads, Cfg::kSmem, sgl_stream()>>>(
-      static_cast<const __nv_bfloat16*>(p.q), static_cast<const __nv_bfloat16*>(p.k_cache),
-      static_cast<const __nv_bfloat16*>(p.v_cache), static_cast<__nv_bfloat16*>(p.out), part_o, part_lse,
-      p.qo_indptr, p.kv_indptr, p.kv_page_indices, p.kv_lens, p.H, p.Hkv, p.P, p.scale * kLog2e, plan.splits,
-      plan.chunk, ngroups);
-  SGL_CUDA_LAUNCH_CHECK();
+  sgl_launch(kernel, grid, dim3(kDecodeThreads), size_t(Cfg::kSmem), static_cast<const __nv_bfloat16*>(p.q),
+             static_cast<const __nv_bfloat16*>(p.k_cache), static_cast<const __nv_bfloat16*>(p.v_cache),
+             static_cast<__nv_bfloat16*>(p.out), part_o, part_lse, p.qo_indptr, p.kv_indptr, p.kv_page_indices,
+             p.kv_lens, p.H, p.Hkv, p.P, p.scale * kLog2e, plan.splits, plan.chunk, ngroups);
   if (plan.splits > 1) {
     const int warps = p.B * p.H;
-    merge_kernel<<<(warps + 3) / 4, 128, 0, sgl_stream()>>>(part_o, part_lse, static_cast<__nv_bfloat16*>(p.out),
-                                                            p.qo_indptr, p.kv_lens, p.B, p.H, p.D, plan.splits,
-                                                            plan.chunk);
-    SGL_CUDA_LAUNCH_CHECK();
+    sgl_launch(merge_kernel, dim3(unsigned((warps + 3) / 4)), dim3(128), 0, static_cast<const float*>(part_o),
+               static_cast<const float*>(part_lse), static_cast<__nv_bfloat16*>(p.out), p.qo_indptr, p.kv_lens, p.B,
+               p.H, p.D, plan.splits, plan.chunk);
   }
 }
 

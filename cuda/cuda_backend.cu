@@ -1,6 +1,6 @@
 // The CUDA Backend tables (addon/backend/backend.h) on device 0, bf16 (cuda_backend) and float32
 // (cuda_backend_f32): memory management, weight placement (upload + conversion to bf16, or to f32), and the
-// ops of elementwise.cu, matmul.cu, attention*.cu, logits.cu and graphs.cu. Everything but place_weight is enqueued on sgl_stream(); download, sync and to_f32 wait for it.
+// ops of elementwise.cu, matmul.cu, gemv_fused.cu, attention*.cu, logits.cu and graphs.cu. Everything but place_weight is enqueued on sgl_stream(); download, sync and to_f32 wait for it.
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -286,6 +286,8 @@ const Backend* cuda_backend() {
         layer_norm_cuda,
         gelu_cuda,
         sample_rows_cuda,
+        rms_norm_matmul_cuda,
+        silu_mul_matmul_cuda,
     };
     return &b;
   }();
@@ -315,6 +317,9 @@ const Backend* cuda_backend_f32() {
     b.qkv_rope_store = qkv_rope_store_cuda_f32;
     b.layer_norm = layer_norm_cuda_f32;
     b.gelu = gelu_cuda_f32;
+    // The fused decode GEMVs are bf16 only: the float32 table runs rms_norm / silu_mul and matmul.
+    b.rms_norm_matmul = nullptr;
+    b.silu_mul_matmul = nullptr;
     return &b;
   }();
   return backend;

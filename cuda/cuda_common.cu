@@ -1,6 +1,8 @@
 #include "cuda_common.cuh"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 namespace sgl {
@@ -50,6 +52,59 @@ int sgl_sm_count() {
     return v;
   }();
   return n;
+}
+
+bool sgl_pdl_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SGL_PDL");
+    if (e && std::strcmp(e, "0") == 0) return false;
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return major >= 9;
+  }();
+  return on;
+}
+
+bool sgl_pdl_launch_ok() {
+  if (!sgl_pdl_enabled()) return false;
+  cudaStream_t s = sgl_stream();
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(s, &st) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (st == cudaStreamCaptureStatusNone) return true;  // eager: the runtime relaxes kernel -> kernel only
+  if (st != cudaStreamCaptureStatusActive) return false;
+#if CUDART_VERSION >= 12030  // programmatic edges in captured graphs
+  const cudaGraphNode_t* deps = nullptr;
+  const cudaGraphEdgeData* edges = nullptr;  // asked for: a query without it fails on programmatic edges
+  size_t n = 0;
+#if CUDART_VERSION >= 13000
+  cudaError_t e = cudaStreamGetCaptureInfo(s, &st, nullptr, nullptr, &deps, &edges, &n);
+#else
+  cudaError_t e = cudaStreamGetCaptureInfo_v3(s, &st, nullptr, nullptr, &deps, &edges, &n);
+#endif
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // the query's own error
+    return false;
+  }
+  if (st != cudaStreamCaptureStatusActive || n == 0) return false;  // the graph's first node
+  for (size_t i = 0; i < n; ++i) {
+    cudaGraphNodeType type = cudaGraphNodeTypeEmpty;
+    if (cudaGraphNodeGetType(deps[i], &type) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    if (type != cudaGraphNodeTypeKernel) return false;  // a memset / copy before this launch
+  }
+  return true;
+#else
+  return false;
+#endif
 }
 
 void require_bf16(const WeightRef& w, const char* op) {

@@ -2,13 +2,15 @@
 // silu_mul and gather_rows. bf16 in and out (or f32 in and out: the float32 table, cuda_backend_f32), f32
 // arithmetic; every kernel is templated on the element type E. Each kernel takes 16-byte vectors (8 bf16)
 // where the row length and the pointers allow it, and falls back to narrower accesses otherwise, so any
-// size works (C = 37, D = 10, odd I, ...). Semantics follow the CPU reference (addon/cpu/).
+// size works (C = 37, D = 10, odd I, ...). Semantics follow the CPU reference (addon/cpu/). Every kernel
+// here is launched with PDL (sgl_launch) and starts with pdl_wait.
 #include <cstdint>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
 
 #include "cuda_common.cuh"
+#include "elementwise_common.cuh"
 #include "rope_common.cuh"
 #include "ops.h"
 
@@ -39,33 +41,29 @@ int vec_width(int64_t elems, std::initializer_list<const void*> ptrs, size_t es 
   return 1;
 }
 
-// A multiple of 32 (whole warps), between 32 and cap, covering `work` items if possible.
-int block_for(int64_t work, int cap) {
-  int64_t t = (work + 31) / 32 * 32;
-  if (t < 32) t = 32;
-  if (t > cap) t = cap;
-  return int(t);
-}
-
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
 __device__ float block_sum(float v) {
   __shared__ float warp_sums[32];
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  v = warp_sum(v);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   if (lane == 0) warp_sums[warp] = v;
   __syncthreads();
   const int nwarps = blockDim.x >> 5;
   v = lane < nwarps ? warp_sums[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
+  return warp_sum(v);
 }
 
 // ---- rms_norm: one block per row ----------------------------------------------------------------------
 // Pass 1 folds the residual in (residual = bf16(x + residual), the rounded value is what gets normalised,
 // as in SGLang / transformers with bf16 activations) and sums squares; pass 2 scales and writes out. A
-// thread touches the same elements in both passes, so out may alias x.
+// thread touches the same elements in both passes, so out may alias x. The fused rms_norm + GEMV
+// (gemv_fused.cu) mirrors this kernel's arithmetic and summation order (block_for(C / V, 1024) threads, each
+// summing vectors i, i + blockDim, ... in order, then block_sum) to match it bit for bit: change both
+// together.
 template <typename E, int V>
 __global__ void rms_norm_kernel(const E* x, E* residual, E* out, const E* w, int C, float eps) {
+  pdl_wait();  // PDL (cuda_common.cuh): before any access to what earlier kernels wrote
+  pdl_trigger();
   using Vec = EVec<E, V>;
   const int64_t row = blockIdx.x;
   const int nvec = C / V;
@@ -84,19 +82,16 @@ __global__ void rms_norm_kernel(const E* x, E* residual, E* out, const E* w, int
       rr[i] = a;
     }
 #pragma unroll
-    for (int j = 0; j < V; j++) {
-      float f = to_f(a.v[j]);
-      ss += f * f;
-    }
+    for (int j = 0; j < V; j++) ss = rms_sq_acc(ss, to_f(a.v[j]));
   }
   ss = block_sum(ss);
-  const float inv = rsqrtf(ss / float(C) + eps);
+  const float inv = rms_inv(ss, C, eps);
   for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
     Vec a = rr ? rr[i] : xr[i];
     Vec g = wr[i];
     Vec o;
 #pragma unroll
-    for (int j = 0; j < V; j++) o.v[j] = from_f<E>((to_f(a.v[j]) * inv) * to_f(g.v[j]));
+    for (int j = 0; j < V; j++) o.v[j] = from_f<E>(rms_scale(to_f(a.v[j]), inv, to_f(g.v[j])));
     orow[i] = o;
   }
 }
@@ -105,6 +100,8 @@ __global__ void rms_norm_kernel(const E* x, E* residual, E* out, const E* w, int
 // cos/sin once per token (rope_common.cuh), then every (head, pair) of q and k rotates. V = pairs per thread.
 template <typename E, int V>
 __global__ void rope_kernel(E* q, E* k, const int32_t* positions, const float* inv_freq, int H, int Hkv, int D) {
+  pdl_wait();  // PDL (cuda_common.cuh): before any access to what earlier kernels wrote
+  pdl_trigger();
   extern __shared__ float cs[];  // [half] cos, then [half] sin
   const int half = D / 2;
   const int64_t t = blockIdx.x;
@@ -145,6 +142,8 @@ struct CopyJob {
 // keep every thread busy.
 template <int V>
 __global__ void copy_rows_kernel(CopyJob j0, CopyJob j1, int64_t rows, int64_t row) {
+  pdl_wait();  // PDL (cuda_common.cuh): before any access to what earlier kernels wrote
+  pdl_trigger();
   const CopyJob j = blockIdx.y == 0 ? j0 : j1;
   using Vec = EVec<bf16, V>;
   const int64_t nvec = row / V, total = rows * nvec;
@@ -167,20 +166,18 @@ void copy_rows(CopyJob j0, const CopyJob* j1, int64_t rows, int64_t row) {
   const int64_t cap = int64_t(sgl_sm_count()) * 16;
   if (blocks > cap) blocks = cap;
   dim3 grid(unsigned(blocks), j1 ? 2u : 1u);
-  cudaStream_t st = sgl_stream();
   switch (v) {
-    case 8: copy_rows_kernel<8><<<grid, threads, 0, st>>>(j0, second, rows, row); break;
-    case 2: copy_rows_kernel<2><<<grid, threads, 0, st>>>(j0, second, rows, row); break;
-    default: copy_rows_kernel<1><<<grid, threads, 0, st>>>(j0, second, rows, row); break;
+    case 8: sgl_launch(copy_rows_kernel<8>, grid, dim3(threads), 0, j0, second, rows, row); break;
+    case 2: sgl_launch(copy_rows_kernel<2>, grid, dim3(threads), 0, j0, second, rows, row); break;
+    default: sgl_launch(copy_rows_kernel<1>, grid, dim3(threads), 0, j0, second, rows, row); break;
   }
-  SGL_CUDA_LAUNCH_CHECK();
 }
 
 // ---- silu_mul: flat over the contiguous [T, I] tensors ----------------------------------------------------
-__device__ __forceinline__ float silu_mul1(float g, float u) { return g / (1.0f + __expf(-g)) * u; }
-
 template <typename E, int V>
 __global__ void silu_mul_kernel(const E* gate, const E* up, E* out, int64_t n) {
+  pdl_wait();  // PDL (cuda_common.cuh): before any access to what earlier kernels wrote
+  pdl_trigger();
   using Vec = EVec<E, V>;
   const int64_t nvec = n / V;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
@@ -204,6 +201,8 @@ __global__ void silu_mul_kernel(const E* gate, const E* up, E* out, int64_t n) {
 template <typename E>
 __global__ void silu_mul_strided_kernel(const E* __restrict__ gate, const E* __restrict__ up, E* __restrict__ out,
                                         int I, int64_t ld) {
+  pdl_wait();  // PDL (cuda_common.cuh): before any access to what earlier kernels wrote
+  pdl_trigger();
   const int64_t t = blockIdx.y;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < I; i += gridDim.x * blockDim.x)
     out[t * I + i] = from_f<E>(silu_mul1(to_f(gate[t * ld + i]), to_f(up[t * ld + i])));
@@ -244,14 +243,13 @@ void rms_norm_impl(const RmsNormParams& p) {
   const E* w = static_cast<const E*>(p.w.data);
   const int v = vec_width(p.C, {x, res, out, w}, sizeof(E));
   const int threads = block_for(p.C / v, 1024);
-  cudaStream_t st = sgl_stream();
+  const dim3 grid{unsigned(p.T)}, block{unsigned(threads)};
   switch (v) {
-    case 8: rms_norm_kernel<E, 8><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
-    case 4: rms_norm_kernel<E, 4><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
-    case 2: rms_norm_kernel<E, 2><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
-    default: rms_norm_kernel<E, 1><<<p.T, threads, 0, st>>>(x, res, out, w, p.C, p.eps); break;
+    case 8: sgl_launch(rms_norm_kernel<E, 8>, grid, block, 0, x, res, out, w, p.C, p.eps); break;
+    case 4: sgl_launch(rms_norm_kernel<E, 4>, grid, block, 0, x, res, out, w, p.C, p.eps); break;
+    case 2: sgl_launch(rms_norm_kernel<E, 2>, grid, block, 0, x, res, out, w, p.C, p.eps); break;
+    default: sgl_launch(rms_norm_kernel<E, 1>, grid, block, 0, x, res, out, w, p.C, p.eps); break;
   }
-  SGL_CUDA_LAUNCH_CHECK();
 }
 
 template <typename E>
@@ -265,12 +263,11 @@ void rope_impl(const RopeParams& p) {
   const int v = two ? 2 : 1;
   const int threads = block_for(int64_t(p.H + p.Hkv) * (half / v), 256);
   const size_t smem = size_t(2 * half) * sizeof(float);
-  cudaStream_t st = sgl_stream();
+  const dim3 grid{unsigned(p.T)}, block{unsigned(threads)};
   if (two)
-    rope_kernel<E, 2><<<p.T, threads, smem, st>>>(q, k, p.positions, p.inv_freq, p.H, p.Hkv, p.D);
+    sgl_launch(rope_kernel<E, 2>, grid, block, smem, q, k, p.positions, p.inv_freq, p.H, p.Hkv, p.D);
   else
-    rope_kernel<E, 1><<<p.T, threads, smem, st>>>(q, k, p.positions, p.inv_freq, p.H, p.Hkv, p.D);
-  SGL_CUDA_LAUNCH_CHECK();
+    sgl_launch(rope_kernel<E, 1>, grid, block, smem, q, k, p.positions, p.inv_freq, p.H, p.Hkv, p.D);
 }
 
 template <typename E>
@@ -279,9 +276,8 @@ void silu_mul_impl(const SiluMulParams& p) {
     if (p.T <= 0 || p.I <= 0) return;
     const int threads = 256;
     const dim3 grid(unsigned((p.I + threads * 4 - 1) / (threads * 4)), unsigned(p.T));
-    silu_mul_strided_kernel<E><<<grid, threads, 0, sgl_stream()>>>(
-        static_cast<const E*>(p.gate), static_cast<const E*>(p.up), static_cast<E*>(p.out), p.I, int64_t(p.ld));
-    SGL_CUDA_LAUNCH_CHECK();
+    sgl_launch(silu_mul_strided_kernel<E>, grid, dim3(threads), 0, static_cast<const E*>(p.gate),
+               static_cast<const E*>(p.up), static_cast<E*>(p.out), p.I, int64_t(p.ld));
     return;
   }
   const int64_t n = int64_t(p.T) * p.I;
@@ -298,12 +294,10 @@ void silu_mul_impl(const SiluMulParams& p) {
   const int64_t cap = int64_t(sgl_sm_count()) * 16;
   if (blocks > cap) blocks = cap;
   if (blocks < 1) blocks = 1;
-  cudaStream_t st = sgl_stream();
   if (vec)
-    silu_mul_kernel<E, kV><<<unsigned(blocks), threads, 0, st>>>(g, u, o, n);
+    sgl_launch(silu_mul_kernel<E, kV>, dim3(unsigned(blocks)), dim3(threads), 0, g, u, o, n);
   else
-    silu_mul_kernel<E, 1><<<unsigned(blocks), threads, 0, st>>>(g, u, o, n);
-  SGL_CUDA_LAUNCH_CHECK();
+    sgl_launch(silu_mul_kernel<E, 1>, dim3(unsigned(blocks)), dim3(threads), 0, g, u, o, n);
 }
 
 }  // namespace

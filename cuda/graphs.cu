@@ -1,6 +1,8 @@
 // Backend graph hooks on CUDA: stream capture of sgl_stream() into an executable graph (decode steps).
 // Capture mode is thread-local: the engine thread captures while other threads (the JS thread uploading a
-// new checkpoint, say) may still call CUDA.
+// new checkpoint, say) may still call CUDA. Kernels launched with PDL (sgl_launch, cuda_common.cuh) after
+// another kernel become programmatic edges of the captured graph (CUDA 12.3+); after a memset / copy node
+// or as the graph's first node they are captured as plain launches.
 #include "cuda_common.cuh"
 #include "graphs.h"
 

@@ -18,6 +18,8 @@ constexpr int kThreads = 512;
 
 __global__ void argmax_rows_kernel(const float* __restrict__ logits, int32_t V, int32_t* __restrict__ token,
                                    float* __restrict__ logprob) {
+  pdl_wait();  // PDL (cuda_common.cuh): the logits come from the lm_head before
+  pdl_trigger();
   const float* x = logits + size_t(blockIdx.x) * size_t(V);
   float best = -INFINITY;
   int32_t best_i = INT32_MAX;
@@ -72,6 +74,8 @@ __global__ void argmax_rows_kernel(const float* __restrict__ logits, int32_t V, 
 __global__ void sample_rows_kernel(const float* __restrict__ logits, int32_t V, const float* __restrict__ inv_temp,
                                    const double* __restrict__ uniforms, int32_t* __restrict__ token,
                                    float* __restrict__ logprob) {
+  pdl_wait();  // it overwrites argmax_rows_kernel's outputs
+  pdl_trigger();
   const float inv = inv_temp[blockIdx.x];
   if (!(inv > 0.0f)) return;  // a greedy row: argmax_rows_kernel's
   const float* row = logits + size_t(blockIdx.x) * size_t(V);
@@ -144,12 +148,10 @@ __global__ void sample_rows_kernel(const float* __restrict__ logits, int32_t V, 
 void logits_argmax_cuda(const ArgmaxParams& p) {
   if (p.R <= 0) return;
   // Every row gets the argmax; rows with a temperature are then overwritten by the sampler kernel.
-  argmax_rows_kernel<<<p.R, kThreads, 0, sgl_stream()>>>(p.logits, p.V, p.token, p.logprob);
-  SGL_CUDA_LAUNCH_CHECK();
-  if (p.inv_temp) {
-    sample_rows_kernel<<<p.R, kThreads, 0, sgl_stream()>>>(p.logits, p.V, p.inv_temp, p.u, p.token, p.logprob);
-    SGL_CUDA_LAUNCH_CHECK();
-  }
+  sgl_launch(argmax_rows_kernel, dim3(unsigned(p.R)), dim3(kThreads), 0, p.logits, p.V, p.token, p.logprob);
+  if (p.inv_temp)
+    sgl_launch(sample_rows_kernel, dim3(unsigned(p.R)), dim3(kThreads), 0, p.logits, p.V, p.inv_temp, p.u, p.token,
+               p.logprob);
 }
 
 }  // namespace sgl

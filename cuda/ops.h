@@ -18,6 +18,9 @@ void qkv_rope_store_cuda(const QkvRopeStoreParams& p);  // cuda/qkv_rope_store.c
 void layer_norm_cuda(const LayerNormParams& p);         // cuda/layer_norm_gelu.cu
 void gelu_cuda(const GeluParams& p);
 void sample_rows_cuda(const SampleRowsParams& p);  // cuda/sampling.cu
+// cuda/gemv_fused.cu: decode steps (T <= kGemvMaxT), bf16 only; false (nothing enqueued) where they do not fit.
+bool rms_norm_matmul_cuda(const RmsNormMatmulParams& p);
+bool silu_mul_matmul_cuda(const SiluMulMatmulParams& p);
 
 // The float32 table (cuda_backend_f32): the same ops on f32 activations and f32 weights, f32 math (matmul:
 // cuBLASLt with f32 compute and f32 A/B/C/D, no TF32; the tiled CUDA-core kernel without cuBLAS).

@@ -17,6 +17,8 @@ __global__ void qkv_rope_store_kernel(const E* __restrict__ qkv, E* __restrict__
                                       E* __restrict__ vc, const int32_t* __restrict__ positions,
                                       const float* __restrict__ inv_freq, const int32_t* __restrict__ slots, int H,
                                       int Hkv, int D) {
+  pdl_wait();  // PDL (cuda_common.cuh): the qkv rows come from the kernel before
+  pdl_trigger();
   extern __shared__ float cs[];  // [half] cos, then [half] sin
   const int half = D / 2;
   const int64_t t = blockIdx.x;
@@ -53,10 +55,9 @@ template <typename E>
 void qkv_rope_store_impl(const QkvRopeStoreParams& p) {
   if (p.T <= 0) return;
   const int threads = 128;
-  qkv_rope_store_kernel<E><<<p.T, threads, size_t(p.D) * sizeof(float), sgl_stream()>>>(
-      static_cast<const E*>(p.qkv), static_cast<E*>(p.q), static_cast<E*>(p.k_cache), static_cast<E*>(p.v_cache),
-      p.positions, p.inv_freq, p.slots, p.H, p.Hkv, p.D);
-  SGL_CUDA_LAUNCH_CHECK();
+  sgl_launch(qkv_rope_store_kernel<E>, dim3(unsigned(p.T)), dim3(threads), size_t(p.D) * sizeof(float),
+             static_cast<const E*>(p.qkv), static_cast<E*>(p.q), static_cast<E*>(p.k_cache),
+             static_cast<E*>(p.v_cache), p.positions, p.inv_freq, p.slots, p.H, p.Hkv, p.D);
 }
 
 }  // namespace

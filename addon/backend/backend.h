@@ -53,6 +53,38 @@ struct RmsNormParams {
   float eps;
 };
 
+// rms_norm fused into the matmul that consumes its output (decode steps of a device backend):
+//   h = residual_in ? round(x + residual_in) : x        (the new residual stream, as rms_norm computes it)
+//   residual_out = h                                     (when residual_out is given)
+//   y = round(rmsnorm(h) * norm_w) · Wᵀ (+ bias)        (as rms_norm then matmul, with the same roundings)
+// residual_out must not alias x or residual_in, and y none of the inputs: the op's blocks read x and
+// residual_in while others write. An entry returns false, having enqueued nothing, where it does not fit
+// (too many tokens, a size or alignment it does not take): the caller then runs rms_norm and matmul.
+struct RmsNormMatmulParams {
+  const void* x;            // [T, K] the sub-layer output (or the embedding, with residual_in null)
+  const void* residual_in;  // [T, K] or null (h = x: the first layer)
+  void* residual_out;       // [T, K] or null (h not stored)
+  WeightRef norm_w;         // [K]
+  float eps;
+  WeightRef w;              // [N, K]
+  WeightRef bias;           // [N] or absent
+  void* y;                  // [T, N] in the activation dtype
+  int32_t T, K, N;
+};
+
+// silu_mul fused into the down projection: y = round(silu(gate) * up) · Wᵀ (+ bias), the activation rounded
+// as silu_mul stores it. y must not alias gate or up. Returns false (nothing enqueued) where it does not
+// fit; the caller then runs silu_mul and matmul.
+struct SiluMulMatmulParams {
+  const void* gate;  // [T, K] with row stride ld
+  const void* up;    // [T, K] with row stride ld
+  int32_t ld;        // row stride of gate and up in elements (a fused gate|up row: 2K); 0 = K
+  WeightRef w;       // [N, K]
+  WeightRef bias;    // [N] or absent
+  void* y;           // [T, N] in the activation dtype
+  int32_t T, K, N;
+};
+
 // Rotary embedding in place, HF "rotate_half" layout: pairs (i, i + D/2) of each head.
 struct RopeParams {
   void* q;                   // [T, H, D]
@@ -250,6 +282,10 @@ struct Backend {
   void (*gelu)(const GeluParams&);
   // Null where the model should keep sampling on the host (the CPU: sample_row over the logits in place).
   void (*sample_rows)(const SampleRowsParams&);
+  // Fused decode ops (null where the backend has none: the CPU, CUDA's float32 table). Each returns whether
+  // it enqueued the op; on false the model runs the unfused pair.
+  bool (*rms_norm_matmul)(const RmsNormMatmulParams&) = nullptr;
+  bool (*silu_mul_matmul)(const SiluMulMatmulParams&) = nullptr;
 };
 
 const Backend& cpu_backend();

@@ -65,6 +65,8 @@ const Backend& cpu_backend() {
       gelu_cpu,
       nullptr,  // sample_rows: the CPU samples over the logits in place (sample_row); sample_rows_cpu is the
                 // reference the CUDA kernel is checked against
+      nullptr,  // rms_norm_matmul: the CPU runs rms_norm, then matmul
+      nullptr,  // silu_mul_matmul
   };
   return b;
 }

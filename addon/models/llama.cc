@@ -15,6 +15,10 @@
 namespace sgl {
 namespace {
 
+// Decode steps of at most this many tokens try the fused norm / silu GEMVs (Backend::rms_norm_matmul,
+// silu_mul_matmul: the CUDA GEMV's kGemvMaxT; an entry declines any other step itself).
+constexpr int kFusedMaxT = 2;
+
 struct LayerWeights {
   WeightRef input_norm, post_norm;     // [C]
   WeightRef q, k, v, o;                // [H*D, C], [Hkv*D, C], [Hkv*D, C], [C, H*D]
@@ -55,9 +59,10 @@ class LlamaModel : public Model {
   struct Scratch {
     explicit Scratch(const Backend& be)
         : x(be), res(be), q(be), k(be), v(be), attn(be), gate(be), up(be), rows(be), logits(be), red(be), meta(be),
-          qkv(be) {}
+          qkv(be), res2(be) {}
     DeviceBuffer x, res, q, k, v, attn, gate, up, rows, logits, red, meta;
-    DeviceBuffer qkv;  // fused path: [T, (H + 2 Hkv) D]; gate|up uses `gate` at [T, 2I]
+    DeviceBuffer qkv;   // fused path: [T, (H + 2 Hkv) D]; gate|up uses `gate` at [T, 2I]
+    DeviceBuffer res2;  // backends with rms_norm_matmul: the residual stream's second buffer [T, C] (ping-pong)
   };
   void size_scratch(Scratch& s, int T, int R);
   void run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, int R, int max_q_len, int max_kv_len, bool reduce);
@@ -337,6 +342,7 @@ void LlamaModel::size_scratch(Scratch& s, int T, int R) {
   const size_t t = size_t(std::max(T, 1)), r = size_t(std::max(R, 1));
   s.x.ensure(t * c.hidden_size * es);
   s.res.ensure(t * c.hidden_size * es);
+  if (fuse_ && be_.rms_norm_matmul) s.res2.ensure(t * c.hidden_size * es);
   s.q.ensure(t * c.num_heads * c.head_dim * es);
   if (!fuse_) {  // the fused path's k and v go from the qkv rows straight into the cache
     s.k.ensure(t * c.num_kv_heads * c.head_dim * es);
@@ -362,18 +368,47 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
   const size_t es = dtype_size(be_.act_dtype);
   void *x = s.x.ensure(0), *res = s.res.ensure(0), *q = s.q.ensure(0), *k = s.k.ensure(0), *v = s.v.ensure(0),
        *attn = s.attn.ensure(0), *gate = s.gate.ensure(0), *up = s.up.ensure(0);
+  const float eps = float(c.rms_norm_eps);
   be_.embed({d.ids, embed_, x, T, C});
-  be_.memset_zero(res, size_t(T) * C * es);
+  // The residual stream: `res_cur` holds it, null before the first norm (the stream is then the embedding in
+  // x alone). The unfused norm folds x into it in place (a zeroed buffer the first time); the fused
+  // rms_norm_matmul (decode steps of <= kFusedMaxT tokens) reads it and writes the sum to the other buffer of
+  // the pair (res, res2), as its blocks still read the old one. The buffers never move, so a graph captures
+  // the same sequence of addresses every time.
+  void* res_cur = nullptr;
+  void* res2 = s.res2.ensure(0);
+  const bool fused_norm = fuse_ && be_.rms_norm_matmul != nullptr && res2 != nullptr && T <= kFusedMaxT;
+  const bool fused_silu = fuse_ && be_.silu_mul_matmul != nullptr && T <= kFusedMaxT;
+  // x <- rmsnorm(res_cur += x) * g, in place (Backend::rms_norm with the residual).
+  auto norm_in_place = [&](const WeightRef& g) {
+    if (!res_cur) {
+      be_.memset_zero(res, size_t(T) * C * es);
+      res_cur = res;
+    }
+    be_.rms_norm({x, res_cur, x, g, T, C, eps});
+  };
+  // y <- (rmsnorm(res_cur += x) * g) · Wᵀ + bias: one fused kernel where the backend takes it, else the pair.
+  auto norm_matmul = [&](const WeightRef& g, const WeightRef& wt, const WeightRef& bias, void* y, int N) {
+    if (fused_norm) {
+      void* next = res_cur == res ? res2 : res;
+      if (be_.rms_norm_matmul({x, res_cur, next, g, eps, wt, bias, y, T, C, N})) {
+        res_cur = next;
+        return;
+      }
+    }
+    norm_in_place(g);
+    be_.matmul({x, wt, bias, y, T, C, N});
+  };
   const float scale = 1.0f / std::sqrt(float(D));
   for (int l = 0; l < c.num_layers; l++) {
     const LayerWeights& w = layers_[l];
     // x holds the previous sub-layer's output: fold it into the residual stream and normalise.
-    be_.rms_norm({x, res, x, w.input_norm, T, C, float(c.rms_norm_eps)});
     if (fuse_) {
       void* qkv = s.qkv.ensure(0);
-      be_.matmul({x, w.qkv, w.qkv_bias, qkv, T, C, (H + 2 * Hkv) * D});
+      norm_matmul(w.input_norm, w.qkv, w.qkv_bias, qkv, (H + 2 * Hkv) * D);
       be_.qkv_rope_store({qkv, q, kv.k(l), kv.v(l), d.pos, inv_freq_, d.slots, T, H, Hkv, D});
     } else {
+      norm_in_place(w.input_norm);
       be_.matmul({x, w.q, w.q_bias, q, T, C, H * D});
       be_.matmul({x, w.k, w.k_bias, k, T, C, Hkv * D});
       be_.matmul({x, w.v, w.v_bias, v, T, C, Hkv * D});
@@ -385,21 +420,24 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
     ap.max_kv_len = max_kv_len;
     be_.attention(ap);
     be_.matmul({attn, w.o, w.o_bias, x, T, H * D, C});
-    be_.rms_norm({x, res, x, w.post_norm, T, C, float(c.rms_norm_eps)});
     if (fuse_) {
-      be_.matmul({x, w.gate_up, w.gate_up_bias, gate, T, C, 2 * I});
-      SiluMulParams sm{gate, static_cast<const char*>(gate) + size_t(I) * es, up, T, I};
-      sm.ld = 2 * I;
-      be_.silu_mul(sm);
-      be_.matmul({up, w.down, w.down_bias, x, T, I, C});
+      norm_matmul(w.post_norm, w.gate_up, w.gate_up_bias, gate, 2 * I);
+      const void* up_half = static_cast<const char*>(gate) + size_t(I) * es;
+      if (!(fused_silu && be_.silu_mul_matmul({gate, up_half, 2 * I, w.down, w.down_bias, x, T, I, C}))) {
+        SiluMulParams sm{gate, up_half, up, T, I};
+        sm.ld = 2 * I;
+        be_.silu_mul(sm);
+        be_.matmul({up, w.down, w.down_bias, x, T, I, C});
+      }
     } else {
+      norm_in_place(w.post_norm);
       be_.matmul({x, w.gate, w.gate_bias, gate, T, C, I});
       be_.matmul({x, w.up, w.up_bias, up, T, C, I});
       be_.silu_mul({gate, up, gate, T, I});
       be_.matmul({gate, w.down, w.down_bias, x, T, I, C});
     }
   }
-  be_.rms_norm({x, res, x, final_norm_, T, C, float(c.rms_norm_eps)});
+  norm_in_place(final_norm_);
   if (R == 0) return;
   void* rows = s.rows.ensure(0);
   be_.gather_rows({x, d.rows, rows, R, C});

@@ -8,6 +8,9 @@
 //           that every call streams them from HBM, as the model's layers do.
 //   rms_norm (+residual, out = x as the model calls it, and plain), silu_mul: GB/s of the bytes they must
 //           move, "cold" (buffers rotate through >= 256 MiB) and "hot" (one set of buffers, L2-resident).
+//   fused:  the decode GEMVs with their elementwise op folded in (rms_norm_matmul for q|k|v 896 -> 1152 and
+//           gate|up 896 -> 9728, silu_mul_matmul for down 4864 -> 896) at T = 1, beside the unfused pair
+//           (rms_norm + matmul, silu_mul + matmul) on the same buffers; weights rotate (cold), GB/s of W.
 //   copy:   device-to-device cudaMemcpyAsync, GB/s counting read + write.
 //
 // Prints a table, then one line per row: "OPS <op> key=value ...". No CUDA device: prints a line, exits 0.
@@ -196,6 +199,66 @@ void bench_silu_mul(int T, int I, bool cold) {
   }
 }
 
+// kind "norm": rms_norm_matmul (x, residual in, residual out) vs rms_norm (+residual, in place) + matmul;
+// kind "silu": silu_mul_matmul over [T, 2K] gate|up rows vs the strided silu_mul + matmul.
+void bench_fused(const char* name, bool norm, int T, int K, int N) {
+  const size_t wbytes = size_t(N) * K * 2;
+  const int copies = copies_for(wbytes, 256);
+  std::vector<void*> ws(static_cast<size_t>(copies));
+  ws[0] = dev_alloc(wbytes);
+  fill_bf16(ws[0], size_t(N) * K, 1.0f / std::sqrt(float(K)), 21);
+  for (int i = 1; i < copies; i++) {
+    ws[size_t(i)] = dev_alloc(wbytes);
+    SGL_CUDA_CHECK(cudaMemcpyAsync(ws[size_t(i)], ws[0], wbytes, cudaMemcpyDeviceToDevice, sgl_stream()));
+  }
+  const size_t act = size_t(T) * K * 2;
+  void* a = dev_alloc(norm ? act : 2 * act);  // x, or the gate|up rows
+  fill_bf16(a, norm ? size_t(T) * K : size_t(T) * 2 * K, norm ? 1.0f : 4.0f, 22);
+  void* r_in = dev_alloc(act);
+  void* r_out = dev_alloc(act);
+  void* tmp = dev_alloc(act);  // the unfused pair's intermediate (silu output)
+  fill_bf16(r_in, size_t(T) * K, 1.0f, 23);
+  void* g = dev_alloc(size_t(K) * 2);
+  fill_bf16(g, size_t(K), 1.0f, 24);
+  void* y = dev_alloc(size_t(T) * N * 2);
+  const WeightRef gw{g, DType::BF16};
+  const char* up = static_cast<const char*>(a) + size_t(K) * 2;
+  bool declined = false;
+  const double us_fused = time_us([&](int64_t i) {
+    const WeightRef w{ws[size_t(i % copies)], DType::BF16};
+    const bool ok = norm ? CU->rms_norm_matmul({a, r_in, r_out, gw, 1e-6f, w, WeightRef{}, y, T, K, N})
+                         : CU->silu_mul_matmul({a, up, 2 * K, w, WeightRef{}, y, T, K, N});
+    declined = declined || !ok;
+  });
+  const double us_pair = time_us([&](int64_t i) {
+    const WeightRef w{ws[size_t(i % copies)], DType::BF16};
+    if (norm) {
+      CU->rms_norm({a, r_in, a, gw, T, K, 1e-6f});
+      CU->matmul({a, w, WeightRef{}, y, T, K, N});
+    } else {
+      SiluMulParams sp{a, up, tmp, T, K};
+      sp.ld = 2 * K;
+      CU->silu_mul(sp);
+      CU->matmul({tmp, w, WeightRef{}, y, T, K, N});
+    }
+  });
+  const char* op = norm ? "norm+gemv" : "silu+gemv";
+  for (int fused = 1; fused >= 0; fused--) {
+    const double us = fused ? us_fused : us_pair;
+    const double gbps = double(wbytes) / (us * 1e-6) / 1e9;
+    const char* variant = fused ? (declined ? "declined" : "fused") : "unfused";
+    std::printf("%-10s %-9s %6d %6d %7d %5s %5s %11.2f %9s %9.1f   (%s)\n", op, name, T, K, N, "bf16",
+                copies > 1 ? "cold" : "-", us, "-", gbps, variant);
+    std::fflush(stdout);
+    char line[256];
+    std::snprintf(line, sizeof line, "OPS fused op=%s name=%s variant=%s T=%d K=%d N=%d us=%.3f gbps=%.1f", op, name,
+                  variant, T, K, N, us, gbps);
+    g_ops_lines.push_back(line);
+  }
+  for (void* w : ws) CU->free(w);
+  for (void* q : {a, r_in, r_out, tmp, g, y}) CU->free(q);
+}
+
 void bench_copy(size_t bytes) {
   void* a = dev_alloc(bytes);
   void* b = dev_alloc(bytes);
@@ -246,6 +309,11 @@ int main() {
       bench_rms_norm(256, C, true, cold != 0);
       bench_rms_norm(256, C, false, cold != 0);
       bench_silu_mul(256, I, cold != 0);
+    }
+    if (CU->rms_norm_matmul && CU->silu_mul_matmul) {
+      bench_fused("qkv", true, 1, C, QKV);
+      bench_fused("gate_up", true, 1, C, 2 * I);
+      bench_fused("down", false, 1, I, C);
     }
     bench_copy(size_t(1) << 30);
     bench_copy(size_t(4) << 20);

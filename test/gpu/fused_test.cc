@@ -1,5 +1,7 @@
 // Parity of the fused device ops against the CPU backend: qkv_rope_store (split q|k|v rows, rope, store into
-// the paged cache), silu_mul over strided gate|up rows, layer_norm (+ residual) and gelu. Random inputs rounded to bf16, outputs and the
+// the paged cache), silu_mul over strided gate|up rows, layer_norm (+ residual) and gelu, and the fused
+// decode GEMVs rms_norm_matmul and silu_mul_matmul (against the CPU's rms_norm / silu_mul then matmul, and
+// bit for bit against the CUDA backend's own unfused pair). Random inputs rounded to bf16, outputs and the
 // cache poisoned with NaN first; relative error < 1e-2 and no NaN where something was written, untouched
 // cache slots still NaN. Prints PASS/FAIL lines and "N passed, M failed".
 #include <algorithm>
@@ -60,6 +62,124 @@ bool close(const std::vector<float>& a, const std::vector<float>& b, double tol,
   const double rel = std::sqrt(num / (den > 0 ? den : 1));
   why = "rel " + std::to_string(rel);
   return rel < tol;
+}
+
+float bf16r(float v) { return __bfloat162float(__float2bfloat16(v)); }
+
+// The same bits (NaN equal to NaN); why = the first difference.
+bool bit_equal(const std::vector<float>& a, const std::vector<float>& b, std::string& why) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    uint32_t ua, ub;
+    std::memcpy(&ua, &a[i], 4);
+    std::memcpy(&ub, &b[i], 4);
+    if (ua != ub) return why = "differs at " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " + std::to_string(b[i]), false;
+  }
+  return why = "bit-equal", true;
+}
+
+// rms_norm_matmul: y = round(rmsnorm(h) * g) · Wᵀ + bias with h = round(x + residual) (or x), residual_out = h.
+// Checked against the CPU (h rounded on the host as the GPU's residual stream is, the normalised rows rounded
+// to bf16 as the GPU stores them, then the CPU matmul) and against the CUDA backend's rms_norm + matmul.
+void check_rms_norm_matmul(const Backend& cpu, const Backend& cuda, std::mt19937& g, int T, int K, int N,
+                           bool with_res, bool with_bias) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), eps = 1e-6f;
+  const std::string name = "rms_norm_matmul T=" + std::to_string(T) + " K=" + std::to_string(K) + " N=" +
+                           std::to_string(N) + (with_res ? " +residual" : "") + (with_bias ? " +bias" : "");
+  std::vector<float> x = rand_bf16(size_t(T) * K, g), r = rand_bf16(size_t(T) * K, g);
+  std::vector<float> nw = rand_bf16(size_t(K), g), w = rand_bf16(size_t(N) * K, g), b = rand_bf16(size_t(N), g);
+  for (auto& v : w) v = bf16r(v / std::sqrt(float(K)));
+  // CPU reference
+  std::vector<float> h = x;
+  if (with_res)
+    for (size_t i = 0; i < h.size(); ++i) h[i] = bf16r(x[i] + r[i]);
+  std::vector<float> normed(h.size(), nan), y_ref(size_t(T) * N, nan);
+  cpu.rms_norm({h.data(), nullptr, normed.data(), {nw.data(), DType::F32}, T, K, eps});
+  for (auto& v : normed) v = bf16r(v);
+  cpu.matmul({normed.data(), {w.data(), DType::F32}, with_bias ? WeightRef{b.data(), DType::F32} : WeightRef{},
+              y_ref.data(), T, K, N});
+  // CUDA, fused
+  void *dx = to_device(cuda, x), *dr = to_device(cuda, r), *dnw = to_device(cuda, nw), *dw = to_device(cuda, w),
+       *db = to_device(cuda, b);
+  void* dro = to_device(cuda, std::vector<float>(h.size(), nan));
+  void* dy = to_device(cuda, std::vector<float>(y_ref.size(), nan));
+  RmsNormMatmulParams p{dx, with_res ? dr : nullptr, dro, {dnw, DType::BF16}, eps, {dw, DType::BF16},
+                        with_bias ? WeightRef{db, DType::BF16} : WeightRef{}, dy, T, K, N};
+  const bool ran = cuda.rms_norm_matmul(p);
+  check(ran, name + ": enqueued");
+  if (ran) {
+    std::string why;
+    const std::vector<float> y = from_device(cuda, dy, y_ref.size());
+    check(close(y, y_ref, 1e-2, why), name + " y vs CPU: " + why);
+    check(bit_equal(from_device(cuda, dro, h.size()), h, why), name + " residual_out: " + why);
+    // CUDA, unfused: rms_norm (+ residual, in place) then matmul (the GEMV at T <= 2)
+    void* dxn = to_device(cuda, x);
+    void* dy2 = to_device(cuda, std::vector<float>(y_ref.size(), nan));
+    cuda.rms_norm({dxn, with_res ? dr : nullptr, dxn, {dnw, DType::BF16}, T, K, eps});
+    cuda.matmul({dxn, {dw, DType::BF16}, with_bias ? WeightRef{db, DType::BF16} : WeightRef{}, dy2, T, K, N});
+    check(bit_equal(y, from_device(cuda, dy2, y_ref.size()), why), name + " vs unfused CUDA: " + why);
+    cuda.free(dxn);
+    cuda.free(dy2);
+  }
+  for (void* q : {dx, dr, dnw, dw, db, dro, dy}) cuda.free(q);
+}
+
+// silu_mul_matmul over strided gate|up rows [T, 2K] (the fused gate|up matmul's output): against the CPU's
+// silu_mul (rounded to bf16 as the GPU stores it) then matmul, and bit for bit against the CUDA silu_mul +
+// matmul.
+void check_silu_mul_matmul(const Backend& cpu, const Backend& cuda, std::mt19937& g, int T, int K, int N,
+                           bool with_bias) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::string name = "silu_mul_matmul T=" + std::to_string(T) + " K=" + std::to_string(K) + " N=" +
+                           std::to_string(N) + (with_bias ? " +bias" : "");
+  std::vector<float> gu = rand_bf16(size_t(T) * 2 * K, g);
+  for (auto& v : gu) v = bf16r(v * 3.0f);
+  std::vector<float> w = rand_bf16(size_t(N) * K, g), b = rand_bf16(size_t(N), g);
+  for (auto& v : w) v = bf16r(v / std::sqrt(float(K)));
+  std::vector<float> act(size_t(T) * K, nan), y_ref(size_t(T) * N, nan);
+  SiluMulParams sc{gu.data(), gu.data() + K, act.data(), T, K};
+  sc.ld = 2 * K;
+  cpu.silu_mul(sc);
+  for (auto& v : act) v = bf16r(v);
+  cpu.matmul({act.data(), {w.data(), DType::F32}, with_bias ? WeightRef{b.data(), DType::F32} : WeightRef{},
+              y_ref.data(), T, K, N});
+  void *dgu = to_device(cuda, gu), *dw = to_device(cuda, w), *db = to_device(cuda, b);
+  void* dy = to_device(cuda, std::vector<float>(y_ref.size(), nan));
+  const WeightRef bias = with_bias ? WeightRef{db, DType::BF16} : WeightRef{};
+  SiluMulMatmulParams p{dgu, static_cast<char*>(dgu) + size_t(K) * 2, 2 * K, {dw, DType::BF16}, bias, dy, T, K, N};
+  const bool ran = cuda.silu_mul_matmul(p);
+  check(ran, name + ": enqueued");
+  if (ran) {
+    std::string why;
+    const std::vector<float> y = from_device(cuda, dy, y_ref.size());
+    check(close(y, y_ref, 1e-2, why), name + " y vs CPU: " + why);
+    void* dact = to_device(cuda, std::vector<float>(act.size(), nan));
+    void* dy2 = to_device(cuda, std::vector<float>(y_ref.size(), nan));
+    SiluMulParams sd{dgu, static_cast<char*>(dgu) + size_t(K) * 2, dact, T, K};
+    sd.ld = 2 * K;
+    cuda.silu_mul(sd);
+    cuda.matmul({dact, {dw, DType::BF16}, bias, dy2, T, K, N});
+    check(bit_equal(y, from_device(cuda, dy2, y_ref.size()), why), name + " vs unfused CUDA: " + why);
+    cuda.free(dact);
+    cuda.free(dy2);
+  }
+  for (void* q : {dgu, dw, db, dy}) cuda.free(q);
+}
+
+// rms_norm_matmul declines what it cannot take (here: K not a multiple of 8, or too many tokens) and leaves
+// its outputs alone.
+void check_rms_norm_matmul_declines(const Backend& cuda, std::mt19937& g, int T, int K) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int N = 16;
+  void *dx = to_device(cuda, rand_bf16(size_t(T) * K, g)), *dnw = to_device(cuda, rand_bf16(size_t(K), g)),
+       *dw = to_device(cuda, rand_bf16(size_t(N) * K, g));
+  void* dy = to_device(cuda, std::vector<float>(size_t(T) * N, nan));
+  RmsNormMatmulParams p{dx, nullptr, nullptr, {dnw, DType::BF16}, 1e-6f, {dw, DType::BF16}, WeightRef{}, dy, T, K, N};
+  const bool ran = cuda.rms_norm_matmul(p);
+  const std::vector<float> y = from_device(cuda, dy, size_t(T) * N);
+  bool untouched = true;
+  for (float v : y) untouched = untouched && std::isnan(v);
+  check(!ran && untouched, "rms_norm_matmul T=" + std::to_string(T) + " K=" + std::to_string(K) + ": declined, y untouched");
+  for (void* q : {dx, dnw, dw, dy}) cuda.free(q);
 }
 }  // namespace
 
@@ -142,6 +262,30 @@ int main() {
       check(close(from_device(*cuda, dout, ref.size()), ref, 1e-2, why),
             "layer_norm T=" + std::to_string(T) + " C=" + std::to_string(C) + (with_res ? " +residual: " : ": ") + why);
       for (void* p : {dx, dr, dw, db, dout}) cuda->free(p);
+    }
+  }
+  // The fused decode GEMVs: Qwen2.5-0.5B's shapes (q|k|v 896 -> 1152, gate|up 896 -> 9728), small and odd
+  // ones, a row long enough that the mirrored rms_norm block has 1024 threads with several vectors each.
+  if (!cuda->rms_norm_matmul) {
+    check(false, "rms_norm_matmul: the CUDA table has no entry");
+  } else {
+    for (auto [K, N] : {std::pair{896, 1152}, std::pair{896, 9728}, std::pair{64, 37}, std::pair{128, 9000}, std::pair{4096, 520},
+                        std::pair{11264, 24}}) {
+      for (int T : {1, 2})
+        for (bool with_res : {false, true})
+          for (bool with_bias : {false, true}) check_rms_norm_matmul(cpu, *cuda, g, T, K, N, with_res, with_bias);
+    }
+    check_rms_norm_matmul_declines(*cuda, g, 1, 36);
+    check_rms_norm_matmul_declines(*cuda, g, 3, 64);
+  }
+  // down 4864 -> 896 (Qwen2.5-0.5B), small and odd ones, and a wide N (two rows per warp).
+  if (!cuda->silu_mul_matmul) {
+    check(false, "silu_mul_matmul: the CUDA table has no entry");
+  } else {
+    for (auto [K, N] : {std::pair{4864, 896}, std::pair{64, 37}, std::pair{1000, 130}, std::pair{256, 9000},
+                        std::pair{12000, 16}}) {
+      for (int T : {1, 2})
+        for (bool with_bias : {false, true}) check_silu_mul_matmul(cpu, *cuda, g, T, K, N, with_bias);
     }
   }
   for (bool tanh_approx : {false, true}) {
