@@ -27,17 +27,29 @@ Scheduler::Scheduler(Model& model, KvCache& kv, SchedulerConfig cfg, std::vector
       cfg_(cfg),
       eos_ids_(std::move(eos_ids)),
       pool_(kv.num_pages()),
-      tree_(pool_, cfg.page_size, cfg.disable_radix_cache),
+      // An encoder's K/V depend on the whole sequence: nothing of it can be shared with another request.
+      tree_(pool_, cfg.page_size, cfg.disable_radix_cache || model.config().is_encoder),
       context_len_(model.config().max_position_embeddings),
-      vocab_(model.config().vocab_size) {
+      vocab_(model.config().vocab_size),
+      row_width_(model.config().logits_width()),
+      encoder_(model.config().is_encoder) {
   if (cfg_.page_size != kv.page_size()) throw std::invalid_argument("Scheduler: page_size differs from the KV cache");
   if (cfg_.max_prefill_tokens <= 0) cfg_.max_prefill_tokens = INT32_MAX;
   if (cfg_.max_running_requests <= 0) cfg_.max_running_requests = INT32_MAX;
+  // XLM-R positions start after padding_idx: a sequence may hold max_positions - padding_idx - 1 tokens.
+  const ModelConfig& mc = model.config();
+  if (encoder_ && mc.pad_token_id >= 0) context_len_ = std::max(1, context_len_ - int32_t(mc.pad_token_id));
 }
 
 Scheduler::~Scheduler() = default;
 
 void Scheduler::submit(SchedRequest req) {
+  if (model_->config().is_pooled() && !req.pooled)
+    throw std::invalid_argument(model_->config().architecture + " is a pooled model: only pooled requests run on it");
+  if (req.pooled) {  // prefill-only, one row back: no token, no prompt logprobs
+    req.max_new_tokens = 0;
+    req.logprob_start_len = -1;
+  }
   auto q = std::make_unique<Req>();
   q->r = std::move(req);
   q->r.params.stop_token_ids = q->r.stop_token_ids;  // masked by the sampler during min_new_tokens
@@ -239,10 +251,13 @@ void Scheduler::admit_waiting(int64_t& budget, std::vector<Planned>& plan, std::
       waiting_.pop_front();
       continue;
     }
-    auto m = tree_.match_prefix(q.tokens.data(), size_t(match_limit(q)));
+    // An encoder request is never chunked: the whole prompt in this step, within the remaining budget unless
+    // it is the step's first sequence (then whatever its length). Later requests wait for another step.
+    if (encoder_ && len > budget && !plan.empty()) break;
+    auto m = tree_.match_prefix(q.tokens.data(), size_t(match_limit(q)));  // (disabled for encoders)
     tree_.lock(m.last_node);
     const int32_t matched = int32_t(m.matched_tokens);
-    const int32_t n = int32_t(std::min<int64_t>(len - matched, budget));
+    const int32_t n = encoder_ ? len : int32_t(std::min<int64_t>(len - matched, budget));
     const int32_t need = ceil_div(matched + n, P) - int32_t(m.pages.size());
     std::vector<int32_t> own;
     if (!alloc_pages(need, own)) {
@@ -356,6 +371,11 @@ void Scheduler::build_batch(Batch& b) const {
       b.row_idx.push_back(int32_t(b.token_ids.size()) - 1);
       b.rows.push_back({q, kvlen - 1, true});
     }
+    if (q->r.pooled && kvlen == q->prompt_len) {  // its last prompt token (an encoder's first: <s> / CLS)
+      const int32_t p = encoder_ ? 0 : kvlen - 1;
+      b.row_idx.push_back(base + p - q->kv_done);
+      b.rows.push_back({q, p, false, true});
+    }
   }
 }
 
@@ -378,7 +398,7 @@ void Scheduler::launch(Batch& b) {
   fb.kv_page_indices = b.pages.data();
   fb.kv_lens = b.kv_lens.data();
   fb.logit_rows = b.row_idx.data();
-  logits_.resize(size_t(std::max(1, fb.R)) * vocab_);
+  logits_.resize(size_t(std::max(1, fb.R)) * size_t(row_width_));
   // Plain greedy and plain (whole-vocabulary) sampling rows are finished by the backend where the logits
   // are: no [V] row comes back. A sampled row's uniform is drawn here, from its own stream, as sample_row
   // would draw it.
@@ -473,8 +493,9 @@ void Scheduler::finish_inflight(std::vector<StepEvent>& out) {
   };
   std::vector<RowOut> row_out(rows.size());
   auto read_row = [&](int64_t i) {
+    if (rows[size_t(i)].pooled) return;  // copied whole below
     Req& q = *rows[size_t(i)].q;
-    float* row = logits_.data() + size_t(i) * size_t(vocab_);
+    float* row = logits_.data() + size_t(i) * size_t(row_width_);
     RowOut& o = row_out[size_t(i)];
     if (argmax_only_[size_t(i)] == kRowDeviceSample) {
       // what sample_row would have returned (SampleOutput fresh: logprob 0 where it sets none)
@@ -510,7 +531,7 @@ void Scheduler::finish_inflight(std::vector<StepEvent>& out) {
       o.lp = logprob_row_read(row, vocab_, lr, scratch, o.top, o.ids);
     }
   };
-  if (rows.size() > 1 && int64_t(rows.size()) * vocab_ >= (int64_t(1) << 18))
+  if (rows.size() > 1 && int64_t(rows.size()) * row_width_ >= (int64_t(1) << 18))
     cpu_pool().parallel_for_dynamic(int64_t(rows.size()), read_row);
   else
     for (size_t i = 0; i < rows.size(); ++i) read_row(int64_t(i));
@@ -521,6 +542,11 @@ void Scheduler::finish_inflight(std::vector<StepEvent>& out) {
   for (size_t i = 0; i < rows.size(); ++i) {
     Req& q = *rows[i].q;
     RowOut& o = row_out[i];
+    if (rows[i].pooled) {
+      const float* row = logits_.data() + i * size_t(row_width_);
+      q.pooled_row.assign(row, row + row_width_);
+      continue;
+    }
     if (!rows[i].sample) {
       q.in_lp.push_back(o.lp);
       q.in_top.insert(q.in_top.end(), o.top.begin(), o.top.end());
@@ -550,6 +576,7 @@ void Scheduler::finish_inflight(std::vector<StepEvent>& out) {
     if (q->r.max_new_tokens == 0 && prefill_done) {  // prefill only: cached, reported, done
       StepEvent e = make_event(*q, -1, 0.0f, kFinishLength, -1);
       attach_prompt_logprobs(*q, e);
+      if (q->r.pooled) e.embedding = std::move(q->pooled_row);
       out.push_back(std::move(e));
       q->finished = true;
       finished.push_back(q);
@@ -571,6 +598,8 @@ void Scheduler::replace_model(Model& model, std::vector<int32_t> eos_ids) {
   tree_.flush();
   model_ = &model;
   eos_ids_ = std::move(eos_ids);
+  vocab_ = model.config().vocab_size;
+  row_width_ = model.config().logits_width();
 }
 
 bool Scheduler::flush_cache() {

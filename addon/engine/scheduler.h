@@ -6,6 +6,11 @@
 // pages, page table, positions) while step n runs on the device, then waits for step n, appends its tokens,
 // patches n+1 with them (rebuilding it only where a request finished or its pages moved) and launches it
 // before emitting step n's events. A step's events therefore come out of the following step() call.
+// Pooled requests (SchedRequest::pooled: embeddings, rerank / reward scores) are prefill-only and return one
+// full logits row (StepEvent::embedding). On a causal model they go through chunking and the radix cache as
+// a max_new_tokens = 0 request does. On an encoder model (ModelConfig::is_encoder) every request is pooled
+// and computed whole in one step (never chunked: admitted only when it fits the step's remaining budget, or
+// as the step's first request), the radix cache is off and its pages are freed when it finishes.
 #pragma once
 #include <cstdint>
 #include <deque>
@@ -43,6 +48,10 @@ struct SchedRequest {
   // prompt_len - 1), with params.top_logprobs_num / params.token_ids_logprob applied to each position too.
   // Like SGLang, the prefix-cache match is limited so those positions are recomputed.
   int32_t logprob_start_len = -1;
+  // Prefill-only, no sampling and no prompt logprobs (max_new_tokens / logprob_start_len / params ignored):
+  // the finishing event carries the logits row of the last prompt token (the first for an encoder model).
+  // Required on a pooled model (ModelConfig::is_pooled): submit throws std::invalid_argument otherwise.
+  bool pooled = false;
 };
 
 enum FinishReason : int32_t { kFinishNone = 0, kFinishStop = 1, kFinishLength = 2, kFinishAbort = 3 };
@@ -63,6 +72,9 @@ struct StepEvent {
   std::vector<float> input_logprobs;                          // [n_pos] logprob of prompt[pos]
   std::vector<std::pair<int32_t, float>> input_top_logprobs;  // [n_pos * top_logprobs_num]
   std::vector<float> input_token_ids_logprobs;                // [n_pos * |token_ids_logprob|]
+  // Pooled requests, on their finishing event (kFinishLength, token -1): the row, raw (no normalisation),
+  // [ModelConfig::logits_width()]: the hidden state in embedding mode, the labels of a classifier.
+  std::vector<float> embedding;
 };
 
 // Where the time of one step() went (microseconds), for the engine's overhead accounting.
@@ -84,6 +96,7 @@ class Scheduler {
   Scheduler(Model& model, KvCache& kv, SchedulerConfig cfg, std::vector<int32_t> eos_ids);
   ~Scheduler();
 
+  // Throws std::invalid_argument for a non-pooled request on a pooled model (nothing is queued).
   void submit(SchedRequest req);
   // Waiting: finished with an abort event at the next step; running: pages freed, abort event.
   void abort(int64_t rid);
@@ -121,6 +134,7 @@ class Scheduler {
     std::vector<float> in_lp;               // prompt logprobs gathered so far (positions lp_start..)
     std::vector<std::pair<int32_t, float>> in_top;
     std::vector<float> in_ids;
+    std::vector<float> pooled_row;          // pooled: its row, read at the step that computed it
   };
   using ReqPtr = std::unique_ptr<Req>;
   struct Planned {
@@ -130,7 +144,8 @@ class Scheduler {
   struct Row {  // one logits row of the forward
     Req* q;
     int32_t position;  // token position whose next-token logits this is
-    bool sample;       // sampling row (else a prompt-logprob row)
+    bool sample;       // sampling row (else a prompt-logprob or pooled row)
+    bool pooled = false;  // a pooled request's row (copied whole into its event)
   };
 
   // One step's batch: its plan and the host arrays of its ForwardBatch.
@@ -172,6 +187,8 @@ class Scheduler {
   RadixCache tree_;
   int32_t context_len_;
   int32_t vocab_;
+  int32_t row_width_;  // of a logits row: ModelConfig::logits_width() (vocab for generation models)
+  bool encoder_;       // ModelConfig::is_encoder: whole-prompt steps, no radix cache
   std::deque<ReqPtr> waiting_;
   std::vector<ReqPtr> running_;  // admission order
   std::unordered_set<int64_t> pending_aborts_;

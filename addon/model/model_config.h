@@ -31,8 +31,15 @@ struct ModelConfig {
   int num_labels = 0;             // *ForSequenceClassification: the classifier's outputs (id2label size)
   int type_vocab_size = 0;        // encoder models: token type embeddings
   bool is_encoder = false;        // bidirectional encoder (XLM-RoBERTa); no KV kept between steps
-  // Width of a logits row the model delivers: the classifier's labels for sequence classifiers, else vocab.
-  int logits_width() const { return num_labels > 0 ? num_labels : vocab_size; }
+  // Not from config.json: a causal LM served with --is-embedding (ModelRunOptions::is_embedding), whose rows
+  // are the final-norm hidden states [hidden_size] instead of next-token logits. Never set with num_labels.
+  bool is_embedding = false;
+  // Width of a logits row the model delivers: the classifier's labels for sequence classifiers, the hidden
+  // size in embedding mode, else vocab.
+  int logits_width() const { return num_labels > 0 ? num_labels : is_embedding ? hidden_size : vocab_size; }
+  // Pooled (non-generative) models: every request is prefill-only and returns one row (SGLang's
+  // is_generation = false): embedding mode and sequence classifiers.
+  bool is_pooled() const { return num_labels > 0 || is_embedding; }
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // Qwen2 always; Llama when attention_bias
   bool o_bias = false;    // Llama attention_bias

@@ -2,6 +2,8 @@
 // biases for Qwen2, attention_bias for Llama) and a SwiGLU MLP; tied or untied lm_head.
 // LlamaForSequenceClassification (Skywork-style reward models) is the same decoder with the `score` head
 // [labels, C] in the lm_head's place: its logits row at the last token is the reward.
+// Embedding mode (ModelRunOptions::is_embedding, --is-embedding on a causal LM, gte-Qwen2 style): no lm_head;
+// a logits row is the final-norm hidden state of its token in f32 [C] (the scheduler pools the last token's).
 #include <cmath>
 #include <algorithm>
 #include <map>
@@ -34,6 +36,7 @@ class LlamaModel : public Model {
   LlamaModel(const ModelConfig& cfg, const Checkpoint& ck, const Backend& be, const ModelRunOptions& opts)
       : Model(cfg), be_(be), opts_(opts), fuse_(&be != &cpu_backend() && be.qkv_rope_store != nullptr),
         eager_(be), graph_scratch_(be), samp_(be), stage_(be) {
+    config_.is_embedding = (opts.is_embedding || cfg.is_embedding) && cfg.num_labels == 0;
     try {
       load(ck);
     } catch (...) {
@@ -129,6 +132,8 @@ class LlamaModel : public Model {
 
   void load(const Checkpoint& ck) {
     upload_total_ = ck.total_bytes();
+    const TensorInfo* lm = config_.is_embedding ? ck.find("lm_head.weight") : nullptr;
+    if (lm) upload_total_ -= std::min(upload_total_, lm->nbytes);  // not loaded in embedding mode
     const ModelConfig& cfg = config_;
     const Backend& be = be_;
     auto W = [&](const std::string& name, const std::vector<int64_t>& shape) { return place(ck.weight(name, shape), shape); };
@@ -138,6 +143,8 @@ class LlamaModel : public Model {
     final_norm_ = W("model.norm.weight", {C});
     if (cfg.num_labels > 0)  // *ForSequenceClassification: the score head [labels, C] in the lm_head's place
       lm_head_ = W("score.weight", {int64_t(cfg.num_labels), C});
+    else if (cfg.is_embedding)  // the final-norm rows are the output: no head
+      lm_head_ = WeightRef{};
     else
       lm_head_ = cfg.tie_word_embeddings && !ck.find("lm_head.weight") ? embed_ : W("lm_head.weight", {V, C});
     for (int l = 0; l < cfg.num_layers; l++) {
@@ -257,8 +264,9 @@ void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const Logits
   if (b.R == 0 && b.T == 0) return;
 
   // Decode steps (one token per sequence, every token's logits wanted, in order) replay a CUDA graph.
+  // Not in embedding mode: its rows are converted by to_f32 (a synchronous download) after an eager run.
   bool decode = be_.graph_launch != nullptr && !opts_.disable_graphs && max_q_len == 1 && b.T == b.B &&
-                b.R == b.B && b.B <= opts_.graph_max_bs;
+                b.R == b.B && b.B <= opts_.graph_max_bs && !c.is_embedding;
   for (int i = 0; decode && i < b.R; ++i) decode = b.logit_rows[i] == i;
   const float* lg = nullptr;
   const int32_t* red = nullptr;
@@ -286,6 +294,10 @@ void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const Logits
     size_scratch(eager_, T, b.R);
     if (out.argmax_only) upload_sampling(eager_, out, b.R, b.R);
     run(d, eager_, kv, b.B, T, b.R, max_q_len, max_kv_len, out.argmax_only != nullptr);
+    if (c.is_embedding) {  // the gathered final-norm rows, to f32 on the way to the host (every row full)
+      if (b.R > 0 && out.logits) be_.to_f32(eager_.rows.ensure(0), out.logits, size_t(b.R) * c.hidden_size);
+      return;
+    }
     lg = eager_.logits.as<float>(size_t(b.R) * c.logits_width());
     red = static_cast<const int32_t*>(eager_.red.ensure(0));
   }
@@ -441,6 +453,7 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
   if (R == 0) return;
   void* rows = s.rows.ensure(0);
   be_.gather_rows({x, d.rows, rows, R, C});
+  if (c.is_embedding) return;  // embedding mode: s.rows is the output (forward_launch converts it)
   // The logits come out of the lm_head matmul in f32 on every backend (bf16 logits would cost ~1e-2 in
   // logprobs).
   float* lg = static_cast<float*>(s.logits.ensure(0));

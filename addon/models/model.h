@@ -59,10 +59,14 @@ class Model {
   ModelConfig config_;
 };
 
-// How a model runs its steps on a backend with CUDA graphs (Backend::graph_launch non-null).
+// How a model runs its steps: CUDA graphs (on a backend with Backend::graph_launch) and embedding mode.
 struct ModelRunOptions {
   int graph_max_bs = 256;       // --cuda-graph-max-bs: decode batches up to this size replay graphs
   bool disable_graphs = false;  // --disable-cuda-graph
+  // --is-embedding on a causal LM (LlamaForCausalLM / Qwen2ForCausalLM): logits rows are the final-norm hidden
+  // states in f32 [hidden_size] (the model's config().is_embedding is set, logits_width() says hidden_size);
+  // no lm_head is loaded. Ignored by sequence classifiers (their rows are the classifier's outputs).
+  bool is_embedding = false;
 };
 
 // Picks the implementation from config.architecture. The checkpoint must outlive the model (weights may

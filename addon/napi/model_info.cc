@@ -19,6 +19,13 @@ Napi::Object model_info_object(Napi::Env env, const ModelConfig& c, const Checkp
   o.Set("headDim", c.head_dim);
   o.Set("vocabSize", c.vocab_size);
   o.Set("numLabels", c.num_labels);  // sequence classifiers: the width of a logits row (0 = vocabSize)
+  // Pooled models (SGLang's is_generation false): embedding mode, reward classifiers, cross-encoders.
+  o.Set("isGeneration", !c.is_pooled());
+  o.Set("poolingKind", c.is_embedding && c.num_labels == 0 ? "embedding"
+                       : c.num_labels == 0                 ? "none"
+                       : c.is_encoder                      ? "rerank"
+                                                           : "classify");
+  o.Set("embeddingDim", c.is_pooled() ? c.logits_width() : 0);  // width of a pooled row
   o.Set("contextLength", c.max_position_embeddings);
   o.Set("bosTokenId", double(c.bos_token_id));
   o.Set("padTokenId", double(c.pad_token_id));

@@ -5,11 +5,17 @@
 //    NativeEngineOptions except randomSeed are required); then the model is loaded on the CPU backend (a
 //    load failure is an Error with the loader's message, which names the file or directory). randomSeed
 //    seeds the process-wide seed source of requests without a seed (sampler_set_global_seed).
+//    isEmbedding (default false) serves a causal LM in embedding mode (rows = final-norm hidden states);
+//    sequence classifiers (num_labels > 0: reward models, the XLM-R cross-encoder) are pooled models whether
+//    or not it is set.
 //  * submit(req): the request is checked and converted on the JS thread (TypeError naming the field: wrong
 //    type, non-integer / out-of-range number, token id outside [0, vocabSize), empty inputIds, logitBias
 //    arrays of different lengths or only one of them given). After close() has begun: Error("engine is
 //    closed"). Prompts the model cannot hold (>= contextLength tokens, or more pages than the pool) finish
-//    with an abort event (finish 3), as the scheduler decides.
+//    with an abort event (finish 3), as the scheduler decides. pooled (default false) must match the model:
+//    a non-pooled request on a pooled model, or a pooled one on a generation model, is an Error (nothing
+//    queued). A pooled request finishes with one event (finish 2, token -1) whose embedding row is the
+//    model's row of its last prompt token (an encoder's first), raw; its sampling fields are ignored.
 //  * abort(rid): queued in order with the submits; unknown rids are ignored. No-op after close().
 //  * flushCache(): resolves true when the radix cache was emptied, false while requests wait or run (also
 //    while an abort is still pending: aborts take effect at the next step). Rejects (Error "engine is
@@ -141,6 +147,8 @@ struct StepPacket {
   std::vector<float> input_top_lps;
   std::vector<int32_t> input_ids_indptr{0};
   std::vector<float> input_ids_lps;
+  std::vector<int32_t> emb_indptr{0};
+  std::vector<float> emb;
   StepTiming timing;
   double prev_loop_us = 0;
   bool has_error = false;
@@ -149,8 +157,9 @@ struct StepPacket {
 
 void pack_events(const std::vector<StepEvent>& events, StepPacket& p) {
   const size_t n = events.size();
-  size_t n_top = 0, n_ids = 0, n_in = 0, n_in_top = 0, n_in_ids = 0;
+  size_t n_top = 0, n_ids = 0, n_in = 0, n_in_top = 0, n_in_ids = 0, n_emb = 0;
   for (const StepEvent& e : events) {
+    n_emb += e.embedding.size();
     n_top += e.top_logprobs.size();
     n_ids += e.token_ids_logprobs.size();
     n_in += e.input_logprobs.size();
@@ -160,7 +169,7 @@ void pack_events(const std::vector<StepEvent>& events, StepPacket& p) {
   for (auto* v : {&p.token, &p.finish, &p.matched_stop, &p.prompt_tokens, &p.completion_tokens, &p.cached_tokens,
                   &p.input_start})
     v->reserve(n);
-  for (auto* v : {&p.top_indptr, &p.ids_indptr, &p.input_indptr, &p.input_top_indptr, &p.input_ids_indptr})
+  for (auto* v : {&p.top_indptr, &p.ids_indptr, &p.input_indptr, &p.input_top_indptr, &p.input_ids_indptr, &p.emb_indptr})
     v->reserve(n + 1);
   p.rid.reserve(n);
   p.logprob.reserve(n);
@@ -171,6 +180,7 @@ void pack_events(const std::vector<StepEvent>& events, StepPacket& p) {
   p.input_top_ids.reserve(n_in_top);
   p.input_top_lps.reserve(n_in_top);
   p.input_ids_lps.reserve(n_in_ids);
+  p.emb.reserve(n_emb);
   for (const StepEvent& e : events) {
     p.rid.push_back(double(e.rid));
     p.token.push_back(e.token);
@@ -197,6 +207,8 @@ void pack_events(const std::vector<StepEvent>& events, StepPacket& p) {
     p.input_top_indptr.push_back(int32_t(p.input_top_ids.size()));
     p.input_ids_lps.insert(p.input_ids_lps.end(), e.input_token_ids_logprobs.begin(), e.input_token_ids_logprobs.end());
     p.input_ids_indptr.push_back(int32_t(p.input_ids_lps.size()));
+    p.emb.insert(p.emb.end(), e.embedding.begin(), e.embedding.end());
+    p.emb_indptr.push_back(int32_t(p.emb.size()));
   }
 }
 
@@ -307,6 +319,7 @@ bool EngineCore::update_weights(const std::string& dir, std::string& error) {
         b.vocab_size != a.vocab_size || b.intermediate_size != a.intermediate_size)
       throw std::runtime_error(dir + ": a different architecture or shape (" + b.architecture + ") than the served " +
                                a.architecture + "; weights can only be updated with the same one");
+    cfg->is_embedding = a.is_embedding;  // served as it was launched
     auto ck = std::make_unique<Checkpoint>(dir);
     auto m = model_create(b, *ck, *backend, run_opts);
     std::vector<int32_t> eos;
@@ -483,6 +496,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     ModelRunOptions run_opts;
     if (!absent(opts.Get("cudaGraphMaxBs"))) run_opts.graph_max_bs = int(int_field(opts, "cudaGraphMaxBs", 1, 4096));
     if (!absent(opts.Get("disableCudaGraph"))) run_opts.disable_graphs = bool_field(opts, "disableCudaGraph");
+    if (!absent(opts.Get("isEmbedding"))) run_opts.is_embedding = bool_field(opts, "isEmbedding");
     double mem_fraction = 0.85;
     if (!absent(opts.Get("memFractionStatic"))) {
       mem_fraction = number_field(opts, "memFractionStatic");
@@ -524,11 +538,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       if (num_pages_opt == 0 && &be == &cpu_backend()) type_error(env, "numPages", "must be positive on the CPU backend");
       core->backend = &be;
       core->config = std::make_unique<ModelConfig>(model_config_load(dir));
-      // Sequence classifiers (the XLM-R cross-encoder) have no next-token logits to generate from; their
-      // serving path (/v1/rerank) is not wired into the engine yet.
-      if (core->config->num_labels > 0)
-        throw std::runtime_error(dir + ": " + core->config->architecture +
-                                 " is a sequence classifier; the serving engine does not run it yet");
+      // Embedding mode applies to causal LMs; a sequence classifier is pooled anyway (its rows are its labels).
+      core->config->is_embedding = run_opts.is_embedding && core->config->num_labels == 0;
       core->ckpt = std::make_unique<Checkpoint>(dir);
       core->run_opts = run_opts;
       core->model = model_create(*core->config, *core->ckpt, be, run_opts);
@@ -602,6 +613,18 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     SchedRequest& r = c.req;
     SamplingParams& p = r.params;
     r.rid = int_field(o, "rid", -kMaxSafeInteger, kMaxSafeInteger);
+    if (!absent(o.Get("pooled"))) r.pooled = bool_field(o, "pooled");
+    {
+      std::lock_guard<std::mutex> lk(core_->model_mu);
+      const ModelConfig& mc = *core_->config;
+      if (mc.is_pooled() && !r.pooled)
+        throw Napi::Error::New(env, mc.architecture + (mc.is_embedding ? " (served with isEmbedding)" : "") +
+                                        " is not a generation model: only pooled requests (pooled: true) run on it");
+      if (!mc.is_pooled() && r.pooled)
+        throw Napi::Error::New(env, mc.architecture +
+                                        " is not an embedding model: pooled requests need isEmbedding (--is-embedding) "
+                                        "or a sequence classifier");
+    }
     r.prompt = token_ids_field(o, "inputIds", V);
     if (r.prompt.empty()) type_error(env, "inputIds", "must not be empty");
     r.max_new_tokens = int32_t(int_field(o, "maxNewTokens", 0, 2147483647));
@@ -839,6 +862,8 @@ void call_js(Napi::Env env, Napi::Function on_step, EngineCore* core, Message* m
   o.Set("inputTopLogprobs", to_array(env, p.input_top_lps));
   o.Set("inputIdsIndptr", to_array(env, p.input_ids_indptr));
   o.Set("inputIdsLogprobs", to_array(env, p.input_ids_lps));
+  o.Set("embeddingIndptr", to_array(env, p.emb_indptr));
+  o.Set("embedding", to_array(env, p.emb));
   o.Set("scheduleUs", p.timing.schedule_us);
   o.Set("forwardUs", p.timing.forward_us);
   o.Set("sampleUs", p.timing.sample_us);

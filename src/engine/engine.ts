@@ -219,7 +219,7 @@ export class ServingEngine {
   generate(req: GenerateRequest): GenerateStream {
     if (this.closing) throw new Error('the engine is closed');
     if (this.failure !== null) throw new Error(`the engine failed: ${this.failure}`);
-    if (this.info.isGeneration === false) throw new EngineRequestError(NOT_GENERATION_MESSAGE);
+    if (!this.info.isGeneration) throw new EngineRequestError(NOT_GENERATION_MESSAGE);
     const { promptIds, params } = this.validate(req);
     const returnLogprob = req.returnLogprob ?? false;
     const topLogprobsNum = req.topLogprobsNum ?? 0;
@@ -331,7 +331,7 @@ export class ServingEngine {
   encode(req: EncodeRequest): Promise<PooledResult> {
     if (this.closing) throw new Error('the engine is closed');
     if (this.failure !== null) throw new Error(`the engine failed: ${this.failure}`);
-    if (this.info.isGeneration !== false) throw new EngineRequestError(NOT_EMBEDDING_MESSAGE);
+    if (this.info.isGeneration) throw new EngineRequestError(NOT_EMBEDDING_MESSAGE);
     let promptIds: number[];
     if (req.textPair !== undefined) {
       if (req.text !== undefined || req.inputIds !== undefined) throw new EngineRequestError('Only one of text, input_ids or a text pair can be provided.');

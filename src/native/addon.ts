@@ -18,10 +18,16 @@ export interface ModelInfo {
   vocabSize: number;
   /** Sequence classifiers (reward / rerank models): labels per logits row; 0 for language models. */
   numLabels: number;
-  /** False for pooled models (embedding mode, sequence classifiers). */
+  /** False for pooled models (SGLang's is_generation): embedding mode, reward classifiers, cross-encoders. */
   isGeneration: boolean;
+  /**
+   * What a pooled request returns: 'embedding' = a causal LM with isEmbedding (the last token's final-norm
+   * hidden state), 'classify' = LlamaForSequenceClassification (the score head at the last token), 'rerank' =
+   * XLMRobertaForSequenceClassification / any encoder classifier (the classifier on the first token);
+   * 'none' = a generation model.
+   */
   poolingKind: 'none' | 'embedding' | 'classify' | 'rerank';
-  /** Width of a pooled row: hidden size (embedding) or the labels (classifiers). */
+  /** Width of a pooled row: hiddenSize ('embedding'), numLabels ('classify' / 'rerank'); 0 for 'none'. */
   embeddingDim: number;
   contextLength: number;
   bosTokenId: number; // -1 when absent
@@ -68,7 +74,6 @@ export interface NativeEngineOptions {
   cudaGraphMaxBs?: number; // decode batches up to this size replay CUDA graphs (default 256)
   disableCudaGraph?: boolean;
   disableOverlapSchedule?: boolean; // default false: step n+1 is planned while step n runs
-  isEmbedding?: boolean; // --is-embedding: a CausalLM checkpoint serves embeddings (last token, final norm)
   /** SGLang's --dtype: 'float32' / 'float' select the float32 CUDA backend on a GPU; ignored on the CPU. Default 'auto'. */
   dtype?: 'auto' | 'bfloat16' | 'float16' | 'float32' | 'half' | 'float';
   chunkedPrefillSize: number; // -1 = no chunking
@@ -77,6 +82,12 @@ export interface NativeEngineOptions {
   disableRadixCache: boolean;
   schedulePolicy: 'fcfs' | 'lpm';
   randomSeed?: number; // seed source for requests without their own seed
+  /**
+   * SGLang's --is-embedding: a causal LM (LlamaForCausalLM / Qwen2ForCausalLM) serves pooled requests, each
+   * returning its last token's final-norm hidden state (raw, not normalised). Default false. Sequence
+   * classifiers (numLabels > 0) are pooled models whether or not it is set.
+   */
+  isEmbedding?: boolean;
   /** Called on the JS thread once per engine step that produced events (and once on a fatal error). */
   onStep: (out: NativeStepOutput) => void;
 }
@@ -103,7 +114,12 @@ export interface NativeRequest {
   topLogprobsNum: number; // 0 = none
   tokenIdsLogprob: Int32Array | null; // [Ni] ids whose logprobs are reported per position
   logprobStartLen: number; // -1 = no prompt logprobs; else the first prompt position reported
-  pooled?: boolean; // a pooled (embedding / classifier) request: prefill only, its row comes back as `embedding`
+  /**
+   * A pooled request (default false): prefill only, no sampling, no logprobs (those fields are ignored but
+   * still checked); it finishes with one event (finish 2, token -1) carrying its row in `embedding`. Must match
+   * the model (ModelInfo.isGeneration === !pooled): submit throws an Error otherwise.
+   */
+  pooled?: boolean;
 }
 
 /**
@@ -133,7 +149,11 @@ export interface NativeStepOutput {
   inputTopLogprobs: Float32Array;
   inputIdsIndptr: Int32Array; // [n+1] positions * |tokenIdsLogprob| entries
   inputIdsLogprobs: Float32Array;
-  embeddingIndptr: Int32Array; // [n+1] pooled requests' rows (raw: not normalised)
+  /**
+   * [n+1] pooled rows: a pooled request's finishing event owns ModelInfo.embeddingDim values, raw (the hidden
+   * state of its last prompt token, or the classifier's logits: rerank / reward scores); other events none.
+   */
+  embeddingIndptr: Int32Array;
   embedding: Float32Array;
   /** Where the step's native time went (microseconds); forward 0 when no forward ran. */
   scheduleUs: number;
@@ -161,7 +181,11 @@ export interface NativeEngineStats {
 
 export interface NativeEngine {
   info(): ModelInfo;
-  /** Queues a request; throws TypeError (naming the field) for a malformed one, Error after close. */
+  /**
+   * Queues a request; throws TypeError (naming the field) for a malformed one, Error after close, and Error
+   * for a request of the wrong kind ("... is not a generation model ..." for a non-pooled request on a pooled
+   * model, "... is not an embedding model ..." for a pooled one on a generation model).
+   */
   submit(req: NativeRequest): void;
   /** Aborts a live request (no-op for an unknown rid): it ends with an abort event. */
   abort(rid: number): void;

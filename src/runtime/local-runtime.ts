@@ -107,7 +107,7 @@ export function buildServerArgs(engine: ServingEngine, o: ServerArgsOptions): Re
     load_format: 'auto',
     trust_remote_code: false,
     context_length: null,
-    is_embedding: engine.info.isGeneration === false,
+    is_embedding: !engine.info.isGeneration,
     revision: null,
     host: o.host ?? '127.0.0.1',
     port: o.port ?? 30000,
@@ -279,7 +279,7 @@ export class LocalRuntime implements RuntimeService {
     return {
       model_path: this.info.modelPath,
       tokenizer_path: this.info.tokenizerPath,
-      is_generation: this.engine.info.isGeneration !== false,
+      is_generation: this.engine.info.isGeneration,
       preferred_sampling_params: this.info.preferredSamplingParams ?? null,
       weight_version: this.weightVersion,
       has_image_understanding: false,
@@ -322,7 +322,7 @@ export class LocalRuntime implements RuntimeService {
   /** http_server.health_generate: one greedy token from input_ids [0] (an embedding of [0] on a pooled model). */
   async healthGenerate(timeoutMs: number): Promise<boolean> {
     if (this.closed) return false;
-    if (this.engine.info.isGeneration === false) return this.healthEncode(timeoutMs);
+    if (!this.engine.info.isGeneration) return this.healthEncode(timeoutMs);
     let stream: GenerateStream;
     try {
       stream = this.engine.generate({

@@ -63,8 +63,3 @@ test('xlmr-reranker-tiny: a sequence split across steps is refused (an encoder s
     model.close();
   }
 });
-
-test('xlmr-reranker-tiny: the generation engine refuses a sequence classifier with a clear error', async () => {
-  const { ServingEngine } = await import('../../src/engine/engine.js');
-  await assert.rejects(ServingEngine.create({ modelPath: fixtureModelDir('xlmr-reranker-tiny') }), /sequence classifier/);
-});

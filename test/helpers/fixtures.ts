@@ -28,7 +28,7 @@ export interface Golden {
   generate: GoldenGenerate[];
   from_bos_greedy_200?: { ids: number[]; text: string };
   score?: { query: string; item: string; item_first: boolean; input_ids: number[]; label_logprobs: Record<string, number> }[];
-  encode?: { text: string; input_ids: number[]; embedding: number[] }[];
+  encode?: { text: string; input_ids: number[]; embedding: number[]; raw_last_hidden: number[] }[];
   [key: string]: unknown;
 }
 
