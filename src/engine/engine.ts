@@ -462,7 +462,10 @@ export class ServingEngine {
 
   private checkPromptLength(len: number): void {
     if (len === 0) throw new EngineRequestError('The input is empty (0 tokens).');
-    const ctx = this.info.contextLength;
+    // An XLM-R style encoder numbers positions from pad_token_id + 1: max_position_embeddings - pad_token_id - 1
+    // tokens fit (512 for bge-reranker-v2-m3's 514).
+    const info = this.info;
+    const ctx = info.poolingKind === 'rerank' && info.padTokenId >= 0 ? info.contextLength - info.padTokenId : info.contextLength;
     if (len >= ctx) throw new EngineRequestError(`The input (${len} tokens) is longer than the model's context length (${ctx} tokens).`);
   }
 

@@ -184,6 +184,14 @@ test('/v1/rerank: the cross-encoder logits of the goldens, sorted by score, top_
     assert.equal(bad.status, 400, JSON.stringify(body));
     assert.equal(bad.json.message, message);
   }
+  // positions start at pad_token_id + 1: 512 tokens fit a 514-position encoder, 513 is a clear 400
+  const info = await (await fetch(`${rerank.base}/server_info`)).json();
+  assert.equal(info.is_embedding, true);
+  const fits = await post(rerank.base, '/encode', { input_ids: Array.from({ length: 512 }, (_, i) => 5 + (i % 50)) });
+  assert.equal(fits.status, 200, JSON.stringify(fits.json));
+  const long = await post(rerank.base, '/encode', { input_ids: Array.from({ length: 513 }, (_, i) => 5 + (i % 50)) });
+  assert.equal(long.status, 400);
+  assert.match(long.json.error.message, /longer than the model's context length \(513 tokens\)/);
   // /encode on the cross-encoder with [query, document] pairs: the same logits
   const pairs = await post(rerank.base, '/encode', { text: g.map((e) => [e.query, e.document]) });
   assert.equal(pairs.status, 200, JSON.stringify(pairs.json));
