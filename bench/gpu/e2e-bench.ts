@@ -7,7 +7,7 @@
 // Prints `E2E <name> decode B <b> ctx <c> tok_s <x> forward_tok_s <y>` and `E2E <name> prefill <n> tok_s <x>`.
 //
 // Usage: node dist/bench/gpu/e2e-bench.js --model DIR --name NAME [--batches 1,8,64,256] [--ctx 1024]
-//        [--out 128] [--prefill 4096] [--no-graph] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
+//        [--out 128] [--prefill 4096] [--no-graph] [--no-overlap] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
 //        [--repetition-penalty R] (a filter or a penalty takes the rows off the whole-vocabulary path)
 import { loadAddon, type NativeEngine, type NativeStepOutput } from '../../src/native/addon.js';
 
@@ -23,13 +23,14 @@ const ctx = Number(arg('ctx', '1024'));
 const outLen = Number(arg('out', '128'));
 const prefill = Number(arg('prefill', '4096'));
 const noGraph = process.argv.includes('--no-graph'); // every step eager (to measure what the graphs save)
+const noOverlap = process.argv.includes('--no-overlap'); // --disable-overlap-schedule (to measure what overlap saves)
 const temperature = Number(arg('temperature', '0')); // 0: greedy; > 0: sampled (on the GPU: whole-vocabulary sampling)
 const topK = Number(arg('top-k', '-1'));
 const topP = Number(arg('top-p', '1'));
 const minP = Number(arg('min-p', '0'));
 const repetitionPenalty = Number(arg('repetition-penalty', '1'));
 const filtered = topK > 0 || topP < 1 || minP > 0 || repetitionPenalty !== 1;
-const label = `${noGraph ? ' (no graphs)' : ''}${temperature > 0 ? ` (sampled, T ${temperature}${filtered ? `, top_k ${topK}, top_p ${topP}, min_p ${minP}, rep ${repetitionPenalty}` : ''})` : ''}`;
+const label = `${noGraph ? ' (no graphs)' : ''}${noOverlap ? ' (no overlap)' : ''}${process.env.SGL_PDL === '0' ? ' (no PDL)' : ''}${temperature > 0 ? ` (sampled, T ${temperature}${filtered ? `, top_k ${topK}, top_p ${topP}, min_p ${minP}, rep ${repetitionPenalty}` : ''})` : ''}`;
 if (!modelPath) throw new Error('--model DIR is required');
 
 function randomPrompt(vocab: number, n: number, seed: number): Int32Array {
@@ -54,7 +55,7 @@ class Bench {
   constructor(maxRunning: number, chunk: number) {
     this.engine = new (loadAddon().NativeEngine)({
       modelPath, numPages: 0, pageSize: 16, device: 'cuda', chunkedPrefillSize: chunk, maxPrefillTokens: Math.max(chunk, 16384),
-      maxRunningRequests: maxRunning, disableRadixCache: true, disableCudaGraph: noGraph, schedulePolicy: 'fcfs', randomSeed: 1,
+      maxRunningRequests: maxRunning, disableRadixCache: true, disableCudaGraph: noGraph, disableOverlapSchedule: noOverlap, schedulePolicy: 'fcfs', randomSeed: 1,
       onStep: (o) => this.onStep(o),
     });
     this.vocab = this.engine.info().vocabSize;
