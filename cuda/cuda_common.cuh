@@ -52,7 +52,7 @@ void require_f32(const WeightRef& w, const char* op);
 // completion at its own pdl_wait); kernels here call it right after pdl_wait, so at most the next kernel is
 // resident early, and a grid never completes before its predecessor (every thread waits first), which is
 // what makes the ordering transitive along the stream. Both are no-ops when the kernel was launched
-// normally. SGL_PDL=0 in the environment turns the attribute off (read once).
+// normally. Off unless SGL_PDL=1 in the environment (read once): it measured slower (cuda/NOTES.md).
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -64,7 +64,7 @@ __device__ __forceinline__ void pdl_trigger() {
 #endif
 }
 
-// SGL_PDL is not "0" and the device is sm_90 or newer (read once).
+// SGL_PDL=1 and the device is sm_90 or newer (read once).
 bool sgl_pdl_enabled();
 // Whether the next launch on sgl_stream() may carry the PDL attribute: sgl_pdl_enabled(), and while the
 // stream is being captured into a graph, only when every node the launch will depend on is a kernel node (a

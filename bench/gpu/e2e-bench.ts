@@ -30,7 +30,7 @@ const topP = Number(arg('top-p', '1'));
 const minP = Number(arg('min-p', '0'));
 const repetitionPenalty = Number(arg('repetition-penalty', '1'));
 const filtered = topK > 0 || topP < 1 || minP > 0 || repetitionPenalty !== 1;
-const label = `${noGraph ? ' (no graphs)' : ''}${noOverlap ? ' (no overlap)' : ''}${process.env.SGL_PDL === '0' ? ' (no PDL)' : ''}${temperature > 0 ? ` (sampled, T ${temperature}${filtered ? `, top_k ${topK}, top_p ${topP}, min_p ${minP}, rep ${repetitionPenalty}` : ''})` : ''}`;
+const label = `${noGraph ? ' (no graphs)' : ''}${noOverlap ? ' (no overlap)' : ''}${process.env.SGL_PDL === '1' ? ' (PDL)' : ''}${temperature > 0 ? ` (sampled, T ${temperature}${filtered ? `, top_k ${topK}, top_p ${topP}, min_p ${minP}, rep ${repetitionPenalty}` : ''})` : ''}`;
 if (!modelPath) throw new Error('--model DIR is required');
 
 function randomPrompt(vocab: number, n: number, seed: number): Int32Array {

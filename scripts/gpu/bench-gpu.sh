@@ -37,7 +37,7 @@ if [[ -z $quick ]]; then
 else
   run "${q05[@]}" --batches 1,256 --out 64 --prefill 4096
   run "${q05[@]}" --batches 1,256 --out 64 --prefill 1024 --no-overlap
-  SGL_PDL=0 run "${q05[@]}" --batches 1 --out 64 --prefill 1024
+  SGL_PDL=1 run "${q05[@]}" --batches 1,256 --out 64 --prefill 1024
   [[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
   for v in 0 1 2 3; do
     [[ -n $(exe attention_bench) ]] && SGL_PREFILL_VARIANT=$v "$(exe attention_bench)" prefill 2>&1 | sed "s/^ATTN prefill/ATTN prefill-v$v/" | tee -a "$log"
