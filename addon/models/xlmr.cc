@@ -5,7 +5,9 @@
 // Every sequence of a step is encoded whole (q_len == kv_len): its K/V go through the paged cache only so that
 // the paged attention kernels serve it (non-causal); nothing is reused by a later step. Logits rows are the
 // classifier's outputs [num_labels] at the requested token rows (the callers ask for each sequence's first).
-// The head (C x C + labels x C per sequence) runs on the host in double from the checkpoint's weights.
+// The head's dense layer (C x C per sequence) runs on the device backends as one matmul of the gathered rows
+// (f32 out), then its bias, tanh and out_proj (labels x C) on the host in double; on the CPU the whole head
+// runs on the host in double from the checkpoint's weights.
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -41,7 +43,7 @@ std::vector<float> host_floats(const WeightRef& w, size_t n) {
 class XlmRobertaModel : public Model {
  public:
   XlmRobertaModel(const ModelConfig& cfg, const Checkpoint& ck, const Backend& be)
-      : Model(cfg), be_(be), x_(be), t_(be), q_(be), k_(be), v_(be), attn_(be), h_(be), rows_(be), meta_(be) {
+      : Model(cfg), be_(be), x_(be), t_(be), q_(be), k_(be), v_(be), attn_(be), h_(be), rows_(be), meta_(be), dense_(be) {
     try {
       load(ck);
     } catch (...) {
@@ -108,6 +110,7 @@ class XlmRobertaModel : public Model {
     }
     const int64_t L = c.num_labels;
     head_dense_ = host_floats(ck.weight("classifier.dense.weight", {C, C}), size_t(C * C));
+    if (&be_ != &cpu_backend()) head_dense_w_ = W("classifier.dense.weight", {C, C});  // the device matmul's copy
     head_dense_b_ = host_floats(ck.weight("classifier.dense.bias", {C}), size_t(C));
     head_out_ = host_floats(ck.weight("classifier.out_proj.weight", {L, C}), size_t(L * C));
     head_out_b_ = host_floats(ck.weight("classifier.out_proj.bias", {L}), size_t(L));
@@ -118,8 +121,9 @@ class XlmRobertaModel : public Model {
   std::vector<float> pos_type_;  // [max_positions, C] host (the CPU backend reads it in place)
   std::vector<EncoderLayer> layers_;
   std::vector<float> head_dense_, head_dense_b_, head_out_, head_out_b_;
+  WeightRef head_dense_w_;  // device backends: classifier.dense placed for the matmul (null on the CPU)
   std::vector<WeightRef> placed_;
-  DeviceBuffer x_, t_, q_, k_, v_, attn_, h_, rows_, meta_;
+  DeviceBuffer x_, t_, q_, k_, v_, attn_, h_, rows_, meta_, dense_;
   std::vector<int32_t> host_meta_;
 };
 
@@ -206,14 +210,27 @@ void XlmRobertaModel::forward(const ForwardBatch& b, KvCache& kv, const LogitsOu
   void* r = rows_.ensure(size_t(R) * C * es);
   be_.gather_rows({x, d_rows, r, R, C});
   std::vector<float> hr(size_t(R) * C);
-  be_.to_f32(r, hr.data(), hr.size());
+  const bool dense_on_device = head_dense_w_.data != nullptr;
+  if (dense_on_device) {  // hr = rows · denseᵀ (f32), the bias below
+    float* dz = static_cast<float*>(dense_.ensure(size_t(R) * C * sizeof(float)));
+    MatmulParams mp{r, head_dense_w_, WeightRef{}, dz, R, C, C};
+    mp.y_f32 = true;
+    be_.matmul(mp);
+    be_.download(hr.data(), dz, hr.size() * sizeof(float));
+  } else {
+    be_.to_f32(r, hr.data(), hr.size());
+  }
   const int L = c.num_labels;
   std::vector<double> z(static_cast<size_t>(C));
   for (int i = 0; i < R; ++i) {
     const float* hv = hr.data() + size_t(i) * C;
     for (int o = 0; o < C; ++o) {
       double acc = head_dense_b_[size_t(o)];
-      for (int j = 0; j < C; ++j) acc += double(head_dense_[size_t(o) * C + j]) * hv[j];
+      if (dense_on_device) {
+        acc += hv[o];
+      } else {
+        for (int j = 0; j < C; ++j) acc += double(head_dense_[size_t(o) * C + j]) * hv[j];
+      }
       z[size_t(o)] = std::tanh(acc);
     }
     for (int o = 0; o < L; ++o) {
