@@ -7,7 +7,7 @@
 // Prints `ENC <name> single len <n> p50_ms <x> p99_ms <y>` and `ENC <name> batch <count> x <len> req_s <r> tok_s <t>`.
 //
 // Usage: node dist/bench/encode-bench.js --model DIR --name NAME [--embedding] [--len 500] [--count 512]
-//        [--single 50] [--max-prefill-tokens 16384] [--device auto|cpu|cuda]
+//        [--single 50] [--max-prefill-tokens 16384] [--device auto|cpu|cuda] [--no-overlap] (--count 0: latency only)
 import { ServingEngine } from '../src/engine/engine.js';
 import { createGateway } from '../src/http/gateway.js';
 import { buildServerArgs, LocalRuntime } from '../src/runtime/local-runtime.js';
@@ -25,6 +25,9 @@ const count = Number(arg('count', '512'));
 const singles = Number(arg('single', '50'));
 const maxPrefill = Number(arg('max-prefill-tokens', '16384'));
 const device = arg('device', 'auto') as 'auto' | 'cpu' | 'cuda';
+// --no-overlap: --disable-overlap-schedule; then each step's timing carries its own forward (with overlap a
+// pooled step's event comes out of the next, forward-less loop iteration), so forward_p50_ms is reported.
+const noOverlap = process.argv.includes('--no-overlap');
 if (!modelPath) throw new Error('--model DIR is required');
 
 const pct = (xs: number[], q: number) => {
@@ -43,9 +46,14 @@ function randomIds(vocab: number, n: number, seed: number): number[] {
 }
 
 async function main(): Promise<void> {
+  // The forward time of each step (native), to split a request's latency into forward and the rest.
+  const forwards: { us: number; tokens: number }[] = [];
   const engine = await ServingEngine.create({
+    onStepTiming: (t) => {
+      if (t.numTokens > 0) forwards.push({ us: t.forwardUs, tokens: t.numTokens });
+    },
     modelPath, isEmbedding, device, pageSize: 16, chunkedPrefillSize: maxPrefill, maxPrefillTokens: maxPrefill,
-    maxRunningRequests: Math.max(count, 1), disableRadixCache: true, randomSeed: 1,
+    maxRunningRequests: Math.max(count, 1), disableRadixCache: true, randomSeed: 1, disableOverlapSchedule: noOverlap,
   });
   const runtime = new LocalRuntime(engine, { modelPath, tokenizerPath: modelPath, servedModelName: name, serverArgs: buildServerArgs(engine, { modelPath }) });
   const app = createGateway(runtime);
@@ -63,19 +71,25 @@ async function main(): Promise<void> {
   try {
     for (let i = 0; i < 3; i++) await encode(randomIds(vocab, len, 1000 + i)); // warm-up
     const lat: number[] = [];
+    forwards.length = 0;
     for (let i = 0; i < singles; i++) {
       const ids = randomIds(vocab, len, i + 1);
       const t0 = performance.now();
       await encode(ids);
       lat.push(performance.now() - t0);
     }
-    console.log(`ENC ${name} single len ${len} p50_ms ${pct(lat, 0.5).toFixed(2)} p99_ms ${pct(lat, 0.99).toFixed(2)} n ${lat.length}`);
+    const fwd = forwards.filter((f) => f.tokens === len).map((f) => f.us / 1000);
+    console.log(`ENC ${name}${noOverlap ? ' (no overlap)' : ''} single len ${len} p50_ms ${pct(lat, 0.5).toFixed(2)} p99_ms ${pct(lat, 0.99).toFixed(2)} forward_p50_ms ${pct(fwd, 0.5).toFixed(2)} n ${lat.length}`);
+    if (count <= 0) return;
     const inputs = Array.from({ length: count }, (_, i) => randomIds(vocab, len, 50_000 + i));
     await Promise.all(inputs.slice(0, Math.min(count, 32)).map(encode)); // warm the batched shapes
+    forwards.length = 0;
     const t0 = performance.now();
     await Promise.all(inputs.map(encode));
     const s = (performance.now() - t0) / 1000;
-    console.log(`ENC ${name} batch ${count} x ${len} req_s ${(count / s).toFixed(1)} tok_s ${((count * len) / s).toFixed(0)} wall_s ${s.toFixed(3)}`);
+    const fwdS = forwards.reduce((a, f) => a + f.us, 0) / 1e6;
+    const fwdTok = forwards.reduce((a, f) => a + f.tokens, 0);
+    console.log(`ENC ${name}${noOverlap ? ' (no overlap)' : ''} batch ${count} x ${len} req_s ${(count / s).toFixed(1)} tok_s ${((count * len) / s).toFixed(0)} forward_tok_s ${(fwdTok / fwdS).toFixed(0)} steps ${forwards.length} wall_s ${s.toFixed(3)}`);
   } finally {
     await app.close();
     await runtime.close();

@@ -55,8 +55,10 @@ fi
 if [[ -z ${SGL_BENCH_SKIP_ENCODE:-} ]]; then
   mk gte-qwen2-1.5b-instruct test/fixtures/models/qwen2-tiny
   run node dist/bench/encode-bench.js --model "$models/gte-qwen2-1.5b-instruct" --name gte-qwen2-1.5b --embedding --device cuda --len 500 --count 512
+  run node dist/bench/encode-bench.js --model "$models/gte-qwen2-1.5b-instruct" --name gte-qwen2-1.5b --embedding --device cuda --len 500 --count 512 --no-overlap
   mk bge-reranker-v2-m3 test/fixtures/models/xlmr-reranker-tiny
   run node dist/bench/encode-bench.js --model "$models/bge-reranker-v2-m3" --name bge-reranker-v2-m3 --device cuda --len 500 --count 512
+  run node dist/bench/encode-bench.js --model "$models/bge-reranker-v2-m3" --name bge-reranker-v2-m3 --device cuda --len 500 --count 0 --no-overlap
 fi
 echo
 echo "==== summary"
