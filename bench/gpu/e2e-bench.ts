@@ -43,7 +43,7 @@ function randomPrompt(vocab: number, n: number, seed: number): Int32Array {
   return a;
 }
 
-interface Step { loopUs: number; forwardUs: number; batchSize: number; numTokens: number }
+interface Step { loopUs: number; forwardUs: number; scheduleUs: number; sampleUs: number; batchSize: number; numTokens: number }
 
 class Bench {
   engine: NativeEngine;
@@ -62,7 +62,7 @@ class Bench {
   }
 
   private onStep(o: NativeStepOutput): void {
-    if (this.prev && o.prevLoopUs > 0) this.steps.push({ loopUs: o.prevLoopUs, forwardUs: this.prev.forwardUs, batchSize: this.prev.batchSize, numTokens: this.prev.numTokens });
+    if (this.prev && o.prevLoopUs > 0) this.steps.push({ loopUs: o.prevLoopUs, forwardUs: this.prev.forwardUs, scheduleUs: this.prev.scheduleUs, sampleUs: this.prev.sampleUs, batchSize: this.prev.batchSize, numTokens: this.prev.numTokens });
     this.prev = o;
     for (let i = 0; i < o.n; i++) if (o.finish[i] !== 0) this.waiting.get(o.rid[i]!)?.();
   }
@@ -93,7 +93,8 @@ async function main(): Promise<void> {
     const tokens = decode.reduce((a, s) => a + s.batchSize, 0);
     const loopS = decode.reduce((a, s) => a + s.loopUs, 0) / 1e6;
     const fwdS = decode.reduce((a, s) => a + s.forwardUs, 0) / 1e6;
-    console.log(`E2E ${name}${label} decode B ${B} ctx ${ctx} tok_s ${(tokens / loopS).toFixed(0)} forward_tok_s ${(tokens / fwdS).toFixed(0)} steps ${decode.length}`);
+    const mean = (f: (s: Step) => number) => (decode.reduce((a, s) => a + f(s), 0) / Math.max(1, decode.length)).toFixed(0);
+    console.log(`E2E ${name}${label} decode B ${B} ctx ${ctx} tok_s ${(tokens / loopS).toFixed(0)} forward_tok_s ${(tokens / fwdS).toFixed(0)} steps ${decode.length} us_loop ${mean((s) => s.loopUs)} us_forward ${mean((s) => s.forwardUs)} us_schedule ${mean((s) => s.scheduleUs)} us_sample ${mean((s) => s.sampleUs)}`);
   }
   for (let rep = 0; rep < 2; rep++) {
     bench.steps = [];
