@@ -444,8 +444,9 @@ void LlamaModel::upload_sampling(Scratch& s, const LogitsOut& out, int R, int st
 
 // Backend::sample_rows over the step's logits (device rows lg[r * V ..], a graph's included: its row r is
 // batch row r) for the rows `h` describes in host memory: its inputs packed into one upload, one eager
-// launch after whatever the stream holds (the lm_head, a graph replay), its outputs in one download. Not
-// captured in graphs: the edit and id lists change size every step.
+// launch after whatever the stream holds (the lm_head, a graph replay), its outputs in one download; the
+// kernel's scratch follows them in the same buffer. Not captured in graphs: the edit and id lists change size
+// every step.
 void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
   const size_t R = size_t(h.R), E = size_t(h.edit_indptr[h.R]), NI = size_t(h.ids_indptr[h.R]);
   const size_t TN = size_t(kSampleMaxTopN);
@@ -464,6 +465,10 @@ void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
   const size_t o_tok = take(4 * R), o_lp = take(4 * R), o_st = take(4 * R), o_tid = take(4 * R * TN),
                o_tlp = take(4 * R * TN), o_ilp = take(4 * NI);
   const size_t out_bytes = off - in_bytes;
+  // the kernel's scratch (not transferred)
+  off = (off + 15) / 16 * 16;
+  const size_t o_scratch = off;
+  off += sample_rows_scratch_bytes(h.R, h.V);
   std::vector<char>& in = host_samp_in_;
   in.assign(in_bytes, 0);
   auto put = [&](size_t at, const void* src, size_t bytes) {
@@ -503,6 +508,7 @@ void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
   p.top_ids = reinterpret_cast<int32_t*>(d + o_tid);
   p.top_lps = reinterpret_cast<float*>(d + o_tlp);
   p.ids_lps = reinterpret_cast<float*>(d + o_ilp);
+  p.scratch = d + o_scratch;
   be_.sample_rows(p);
   std::vector<char>& o = host_samp_out_;
   o.resize(out_bytes);
