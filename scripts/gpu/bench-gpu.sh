@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # `npm run bench:gpu`, on a machine with an NVIDIA GPU, the addon built with CUDA, and Python with torch +
 # transformers: kernel benchmarks (attention vs torch SDPA flash on the same shapes, matmul and elementwise
-# ops, device copy bandwidth), then the end-to-end engine on random-weight models of real shapes
+# ops, device copy bandwidth, sample_rows), then the end-to-end engine on random-weight models of real shapes
 # (bench/make_random_model.py) beside the same forward in transformers. Prints a table last.
 #   SGL_BENCH_MODELS=/tmp/sgl-models (where the random models are written)  SGL_BENCH_SKIP_8B=1 (skip Llama-3.1-8B)
-#   SGL_BENCH_QUICK=1: only the Qwen2.5-0.5B engine runs (greedy, whole-vocabulary sampling, filtered sampling),
-#   no kernel benchmarks, no transformers reference, no 8B (a short device budget)
+#   SGL_BENCH_QUICK=1: only the Qwen2.5-0.5B engine runs (greedy, whole-vocabulary sampling, filtered sampling)
+#   and the sample_rows benchmark, no other kernel benchmarks, no transformers reference, no 8B (a short device
+#   budget)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 models=${SGL_BENCH_MODELS:-/tmp/sgl-models}
@@ -19,6 +20,8 @@ if [[ -z $quick ]]; then
   run python3 bench/gpu/sdpa_ref.py
   [[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
 fi
+# sample_rows (top-k / top-p / min-p / penalties / logprobs finished on the GPU), quick mode included
+[[ -n $(exe sampling_bench) ]] && run "$(exe sampling_bench)"
 
 mk() { [[ -f $models/$1/config.json ]] || python3 bench/make_random_model.py --shape "$1" --out "$models/$1" --device cuda >&2; }
 mk qwen2.5-0.5b-instruct
@@ -40,5 +43,5 @@ if [[ -z ${SGL_BENCH_SKIP_8B:-} && -z $quick ]]; then
 fi
 echo
 echo "==== summary"
-grep -E "^(ATTN|SDPA|OPS|E2E|HF) " "$log"
+grep -E "^(ATTN|SDPA|OPS|SAMPLE|E2E|HF) " "$log"
 rm -f "$log"
