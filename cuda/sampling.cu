@@ -828,18 +828,27 @@ void sample_rows_cuda(const SampleRowsParams& p) {
   if (!p.scratch || (reinterpret_cast<uintptr_t>(p.scratch) & 15u))
     throw std::runtime_error("sample_rows: SampleRowsParams::scratch must be 16-byte aligned device memory of "
                              "sample_rows_scratch_bytes(R, V) bytes");
-  size_t used = 0;
-  const Scratch s = layout_of(p.scratch, p.R, p.V, &used);
-  if (used > sample_rows_scratch_bytes(p.R, p.V))
-    throw std::logic_error("sample_rows: scratch layout of " + std::to_string(used) +
-                           " bytes exceeds sample_rows_scratch_bytes");
-  const dim3 chunks(unsigned(p.R), unsigned(s.nc));
-  edits_max_kernel<<<chunks, kThreads, 0, sgl_stream()>>>(p, s);
-  SGL_CUDA_LAUNCH_CHECK();
-  exp_hist_kernel<<<chunks, kThreads, 0, sgl_stream()>>>(p, s);
-  SGL_CUDA_LAUNCH_CHECK();
-  select_kernel<<<unsigned(p.R), kThreads, 0, sgl_stream()>>>(p, s);
-  SGL_CUDA_LAUNCH_CHECK();
+  // Rows in groups of kSampleRowsPerGroup (256 rows fill the GPU), each group the same scratch: a group is
+  // the call for its rows alone (the per-row arrays offset, the edit / id lists and logits indexed as they are).
+  for (int32_t r0 = 0; r0 < p.R; r0 += kSampleRowsPerGroup) {
+    SampleRowsParams g = p;
+    g.R = min(p.R - r0, kSampleRowsPerGroup);
+    g.rows += r0, g.inv_temp += r0, g.top_k += r0, g.top_p += r0, g.min_p += r0, g.u += r0, g.flags += r0;
+    g.top_n += r0, g.edit_indptr += r0, g.ids_indptr += r0, g.token += r0, g.logprob += r0, g.status += r0;
+    g.top_ids += size_t(r0) * kSampleMaxTopN, g.top_lps += size_t(r0) * kSampleMaxTopN;
+    size_t used = 0;
+    const Scratch s = layout_of(p.scratch, g.R, g.V, &used);
+    if (used > sample_rows_scratch_bytes(p.R, p.V))
+      throw std::logic_error("sample_rows: scratch layout of " + std::to_string(used) +
+                             " bytes exceeds sample_rows_scratch_bytes");
+    const dim3 chunks(unsigned(g.R), unsigned(s.nc));
+    edits_max_kernel<<<chunks, kThreads, 0, sgl_stream()>>>(g, s);
+    SGL_CUDA_LAUNCH_CHECK();
+    exp_hist_kernel<<<chunks, kThreads, 0, sgl_stream()>>>(g, s);
+    SGL_CUDA_LAUNCH_CHECK();
+    select_kernel<<<unsigned(g.R), kThreads, 0, sgl_stream()>>>(g, s);
+    SGL_CUDA_LAUNCH_CHECK();
+  }
 }
 
 }  // namespace sgl
