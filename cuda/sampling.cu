@@ -1,10 +1,11 @@
 // Backend::sample_rows on the GPU (SampleRowsParams in addon/backend/backend.h): each sampled row finished as
 // sample_row (addon/engine/sampler.cc) finishes it, where the logits are, so that no [V] row leaves the GPU.
 //
-// Three kernels. The first two cut each row into fixed chunks of kChunk ids, one block per (row, chunk), so
-// that a few rows still fill the GPU; the third takes one block per row. Every sum is either an integer sum
-// (order-free) or a double sum in an order fixed by the chunking, so no result depends on R, on the other
-// rows or on scheduling.
+// Three kernels, run for groups of at most kSampleRowsPerGroup rows over one scratch (SampleRowsParams::
+// scratch, sample_rows_scratch_bytes). The first two cut each row into fixed chunks of kChunk ids, one block
+// per (row, chunk), so that a few rows still fill the GPU; the third takes one block per row. Every sum is
+// either an integer sum (order-free) or a double sum in an order fixed by the chunking, so no result depends
+// on R, on the other rows or on scheduling.
 //  1. edits_max_kernel: the row's sparse edits that fall in the chunk (penalties, min_new_tokens mask,
 //     logit_bias): the repetition / subtract / mask phases in parallel (a token appears at most once per
 //     phase), a barrier between phases, then logit_bias by one thread in list order (a token may repeat
