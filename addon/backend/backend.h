@@ -217,7 +217,21 @@ struct SampleRowsParams {
   int32_t* top_ids;             // [R, kSampleMaxTopN] out: the first top_n[r] entries, best first
   float* top_lps;               // [R, kSampleMaxTopN] out
   float* ids_lps;               // [ids_indptr[R]] out, aligned with ids (written when the flag is set)
+  // Device scratch of sample_rows_scratch_bytes(R, V) bytes, 16-byte aligned (CUDA; the CPU ignores it).
+  // Its contents need not be initialised and are meaningless afterwards.
+  void* scratch = nullptr;
 };
+
+// The scratch that sample_rows needs on CUDA for R rows of V logits: per row (at most 256 rows: larger
+// batches go through in groups of 256) 8 bytes per logit (the candidates it gathers), a 2048-bin histogram
+// (12 bytes a bin) and 28 bytes per chunk of 8192 logits (partial sums), plus 16-byte alignment of its 8
+// parts. cuda/sampling.cu checks its layout against it.
+constexpr int32_t kSampleRowsPerGroup = 256;
+inline size_t sample_rows_scratch_bytes(int32_t R, int32_t V) {
+  const size_t rows = size_t(R < kSampleRowsPerGroup ? R : kSampleRowsPerGroup);
+  const size_t chunks = (size_t(V) + 8191) / 8192;
+  return rows * (size_t(V) * 8 + 2048 * 12 + chunks * 28) + 8 * 16;
+}
 
 // out = LayerNorm(x + residual) * w + b over each row (biased variance, as torch.nn.LayerNorm); residual
 // may be null. For post-norm encoders (XLM-RoBERTa): the residual add and the norm in one pass. out may

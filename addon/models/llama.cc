@@ -555,8 +555,8 @@ void LlamaModel::upload_sampling(Scratch& s, const LogitsOut& out, int R, int st
 // Backend::sample_rows over the step's logits (device rows lg[r * V ..], a graph's included: its row r is
 // batch row r) for the rows `h` describes in host memory: its inputs packed into one upload, one eager
 // launch after whatever the stream holds (the lm_head, a graph replay), its outputs in one asynchronous
-// download into the stage (forward_wait copies them into h's arrays). Not
-// captured in graphs: the edit and id lists change size every step.
+// download into the stage (forward_wait copies them into h's arrays); the kernel's scratch follows them in
+// the same buffer. Not captured in graphs: the edit and id lists change size every step.
 void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
   const size_t R = size_t(h.R), E = size_t(h.edit_indptr[h.R]), NI = size_t(h.ids_indptr[h.R]);
   size_t off = 0;
@@ -575,6 +575,10 @@ void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
                o_tid = o_tok + pending_.o_tid, o_tlp = o_tok + pending_.o_tlp, o_ilp = o_tok + pending_.o_ilp;
   off = o_ilp + 4 * NI;
   const size_t out_bytes = off - in_bytes;
+  // the kernel's scratch (not transferred)
+  off = (off + 15) / 16 * 16;
+  const size_t o_scratch = off;
+  off += sample_rows_scratch_bytes(h.R, h.V);
   std::vector<char>& in = host_samp_in_;
   in.assign(in_bytes, 0);
   auto put = [&](size_t at, const void* src, size_t bytes) {
@@ -614,6 +618,7 @@ void LlamaModel::sample_on_device(const float* lg, const SampleRowsParams& h) {
   p.top_ids = reinterpret_cast<int32_t*>(d + o_tid);
   p.top_lps = reinterpret_cast<float*>(d + o_tlp);
   p.ids_lps = reinterpret_cast<float*>(d + o_ilp);
+  p.scratch = d + o_scratch;
   be_.sample_rows(p);
   be_.download_async(stage_.ensure(0) + pending_.samp_at, d + in_bytes, out_bytes);  // read by forward_wait
   pending_.samp = true;

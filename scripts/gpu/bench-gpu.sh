@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # `npm run bench:gpu`, on a machine with an NVIDIA GPU, the addon built with CUDA, and Python with torch +
 # transformers: kernel benchmarks (attention vs torch SDPA flash on the same shapes, matmul and elementwise
-# ops, device copy bandwidth), then the end-to-end engine on random-weight models of real shapes
+# ops, device copy bandwidth, sample_rows), then the end-to-end engine on random-weight models of real shapes
 # (bench/make_random_model.py) beside the same forward in transformers. Prints a table last.
 #   SGL_BENCH_MODELS=/tmp/sgl-models (where the random models are written)  SGL_BENCH_SKIP_8B=1 (skip Llama-3.1-8B)
 #   SGL_BENCH_SKIP_ENCODE=1 (skip the pooled models: gte-Qwen2-1.5B embeddings, bge-reranker-v2-m3)
 #   SGL_BENCH_QUICK=1: only the Qwen2.5-0.5B engine runs (greedy, whole-vocabulary sampling, filtered sampling),
-#   no kernel benchmarks, no transformers reference, no 8B (a short device budget)
+#   plus the sample_rows benchmark and the pooled models; no other kernel benchmarks, no transformers
+#   reference, no 8B (a short device budget)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 models=${SGL_BENCH_MODELS:-/tmp/sgl-models}
@@ -24,6 +25,8 @@ if [[ -z $quick ]]; then
   run python3 bench/gpu/sdpa_ref.py
   [[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
 fi
+# sample_rows (top-k / top-p / min-p / penalties / logprobs finished on the GPU), quick mode included
+[[ -n $(exe sampling_bench) ]] && run "$(exe sampling_bench)"
 
 mk() {  # mk SHAPE [TOKENIZER_DIR]
   [[ -f $models/$1/config.json ]] || python3 bench/make_random_model.py --shape "$1" --out "$models/$1" --device cuda ${2:+--tokenizer-dir "$2"} >&2

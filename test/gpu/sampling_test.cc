@@ -3,9 +3,11 @@
 // 151936 under many parameter combinations (greedy with penalties, top-k, top-p, min-p and their joint use,
 // temperatures, repetition / frequency / presence penalties over output counts and the prompt, the
 // min_new_tokens stop-id mask, logit_bias, top logprobs, token-id logprobs, ties, an all-masked row). Outputs
-// are poisoned first. Per case: tokens equal (no mismatch allowed on random data), the edited logits
-// bit-equal, logprobs within 1e-4 (abs + rel), top-N lists equal. The CPU reference is first checked against
-// sample_row itself (the same token and logprob bit for bit). Prints PASS/FAIL lines and "N passed, M failed".
+// and the kernel's scratch are poisoned first. Per case: tokens equal (no mismatch allowed on random data), the
+// edited logits bit-equal, logprobs within 1e-4 (abs + rel), top-N lists equal. The CPU reference is first
+// checked against sample_row itself (the same token and logprob bit for bit), and per V the rows are sampled
+// once more one at a time (R = 1), every output bit-equal to the batch's. Prints PASS/FAIL lines and
+// "N passed, M failed".
 #include <algorithm>
 #include <cfloat>
 #include <initializer_list>
@@ -210,8 +212,12 @@ int main() {
     float* d_lp = to_device(*cuda, lp_out);
     float* d_tlp = to_device(*cuda, tlp_out);
     float* d_ilp = to_device(*cuda, ilp_out);
+    // the kernel's scratch, poisoned: it must not rely on any initial contents
+    const size_t scratch_bytes = sample_rows_scratch_bytes(R, V);
+    void* d_scratch = cuda->alloc(scratch_bytes);
+    cudaMemset(d_scratch, 0xa5, scratch_bytes);
     SampleRowsParams dp{d_logits, d_rows, R, V, d_inv, d_k, d_p, d_minp, d_u, d_flags, d_topn, d_eptr, d_edits,
-                        d_iptr, d_ids, d_tok, d_lp, d_st, d_tid, d_tlp, d_ilp};
+                        d_iptr, d_ids, d_tok, d_lp, d_st, d_tid, d_tlp, d_ilp, d_scratch};
     cuda->sample_rows(dp);
     cuda->sync();
     const cudaError_t err = cudaGetLastError();
@@ -272,9 +278,56 @@ int main() {
             "V=" + std::to_string(V) + " " + c.name + detail);
     }
     std::printf("V=%d: %d of %d tokens differ from the CPU reference\n", V, total_mismatch, R);
+
+    // The same rows one at a time (R = 1, from the pristine logits): every output bit-equal to the batch's,
+    // so that a row's result does not depend on the rows beside it.
+    {
+      cuda->upload(d_logits, b.logits.data(), b.logits.size() * sizeof(float));
+      cudaMemset(d_scratch, 0x5a, scratch_bytes);
+      std::vector<int32_t> tok1(R, -7), st1(R, -7), tid1(size_t(R) * kSampleMaxTopN, -7);
+      std::vector<float> lp1(R, NAN), tlp1(size_t(R) * kSampleMaxTopN, NAN), ilp1(std::max(1, NI), NAN);
+      cuda->upload(d_tok, tok1.data(), size_t(R) * 4);
+      cuda->upload(d_st, st1.data(), size_t(R) * 4);
+      cuda->upload(d_lp, lp1.data(), size_t(R) * 4);
+      cuda->upload(d_tid, tid1.data(), tid1.size() * 4);
+      cuda->upload(d_tlp, tlp1.data(), tlp1.size() * 4);
+      cuda->upload(d_ilp, ilp1.data(), ilp1.size() * 4);
+      for (int r = 0; r < R; ++r) {
+        // row r's inputs and outputs at their batch positions (the indptr offsets index the whole lists)
+        SampleRowsParams one{d_logits, d_rows + r, 1, V, d_inv + r, d_k + r, d_p + r, d_minp + r, d_u + r,
+                             d_flags + r, d_topn + r, d_eptr + r, d_edits, d_iptr + r, d_ids, d_tok + r, d_lp + r,
+                             d_st + r, d_tid + size_t(r) * kSampleMaxTopN, d_tlp + size_t(r) * kSampleMaxTopN, d_ilp,
+                             d_scratch};
+        cuda->sample_rows(one);
+      }
+      cuda->sync();
+      cuda->download(tok1.data(), d_tok, size_t(R) * 4);
+      cuda->download(st1.data(), d_st, size_t(R) * 4);
+      cuda->download(lp1.data(), d_lp, size_t(R) * 4);
+      cuda->download(tid1.data(), d_tid, tid1.size() * 4);
+      cuda->download(tlp1.data(), d_tlp, tlp1.size() * 4);
+      if (NI) cuda->download(ilp1.data(), d_ilp, size_t(NI) * 4);
+      auto same = [](const void* a, const void* c, size_t n) { return std::memcmp(a, c, n) == 0; };
+      int bad = 0;
+      std::string first;
+      for (int r = 0; r < R; ++r) {
+        bool ok = tok1[r] == tok_out[r] && st1[r] == st_out[r] && same(&lp1[r], &lp_out[r], 4);
+        if (!st_out[r] && (b.flags[r] & kSampleReturnLogprob)) {
+          const size_t k = size_t(r) * kSampleMaxTopN, n = size_t(b.top_n[r]);
+          ok = ok && same(&tid1[k], &tid_out[k], 4 * n) && same(&tlp1[k], &tlp_out[k], 4 * n);
+          const size_t j0 = size_t(b.ids_indptr[r]), j1 = size_t(b.ids_indptr[r + 1]);
+          ok = ok && same(ilp1.data() + j0, ilp_out.data() + j0, 4 * (j1 - j0));
+        }
+        if (!ok && bad++ == 0)
+          first = std::string(" first: ") + kCases[b.case_of[r]].name + " token " + std::to_string(tok1[r]) + " vs " +
+                  std::to_string(tok_out[r]);
+      }
+      check(bad == 0, "V=" + std::to_string(V) + " one row at a time bit-equal to the batch (" +
+                          std::to_string(R - bad) + "/" + std::to_string(R) + ")" + first);
+    }
     for (void* ptr : std::initializer_list<void*>{d_logits, d_rows, d_inv, d_k, d_p, d_minp, d_u, d_flags, d_topn,
                                                   d_eptr, d_edits, d_iptr, d_ids, d_tok, d_st, d_tid, d_lp, d_tlp,
-                                                  d_ilp})
+                                                  d_ilp, d_scratch})
       cuda->free(ptr);
   }
   return gpu_check::summary();
