@@ -41,10 +41,6 @@ else
   run "${q05[@]}" --batches 1,256 --out 64 --prefill 4096
   run "${q05[@]}" --batches 1,256 --out 64 --prefill 1024 --no-overlap
   SGL_PDL=1 run "${q05[@]}" --batches 1,256 --out 64 --prefill 1024
-  [[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
-  for v in 0 1 2 3; do
-    [[ -n $(exe attention_bench) ]] && SGL_PREFILL_VARIANT=$v "$(exe attention_bench)" prefill 2>&1 | sed "s/^ATTN prefill/ATTN prefill-v$v/" | tee -a "$log"
-  done
 fi
 # top-k / top-p / min-p and a penalty: the rows the whole-vocabulary path cannot take
 run "${q05[@]}" --batches 1,256 --out 64 --prefill 1024 --temperature 0.8 --top-k 50 --top-p 0.9 --min-p 0.02 --repetition-penalty 1.1
