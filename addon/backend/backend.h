@@ -254,6 +254,55 @@ struct GeluParams {
   bool tanh_approx;
 };
 
+// MoE routing (Qwen2-MoE): p = softmax(logits[t]) in f32 over the E experts; the K largest (ties: the lower
+// expert id first), best first; their weights p (divided by their sum when `renormalize`: norm_topk_prob).
+// When counts is given, counts[e] += 1 for every choice of e (the expert counter's row of this layer).
+struct MoeRouteParams {
+  const float* logits;  // [T, E] router logits (f32)
+  int32_t* topk_ids;    // [T, K] out: the chosen experts, best first
+  float* topk_w;        // [T, K] out: their routing weights (f32)
+  int32_t* counts;      // [E] or null (not recording): this layer's row of the [L, E] counter, incremented
+  int32_t T, E, K;
+  bool renormalize;
+};
+
+// Groups the T*K (token, choice) pairs by expert. Pair i = t*K + k goes to row dst[i] of the permuted
+// layout; expert e owns rows [offsets[e], offsets[e+1]) and holds its pairs in ascending i; x_perm[dst[i]] =
+// x[t]. Everything stays in the backend's memory (no host round trip on a device).
+struct MoePermuteParams {
+  const void* x;            // [T, C]
+  const int32_t* topk_ids;  // [T, K] experts in [0, E)
+  void* x_perm;             // [T*K, C] out
+  int32_t* dst;             // [T*K] out: the permuted row of each pair
+  int32_t* offsets;         // [E + 1] out: rows per expert as CSR (offsets[E] = T*K)
+  int32_t T, C, E, K;
+};
+
+// Grouped matmul over the permuted rows: for each expert e, y[r] = x[r] · W_eᵀ for r in [offsets[e],
+// offsets[e+1]). Experts with no rows cost nothing; offsets stay in backend memory (never read on the host).
+struct GroupedMatmulParams {
+  const void* x;           // [M, K] rows grouped by expert
+  const void* const* w;    // [E] expert weights, each [N, K] in w_dtype (the pointer array in backend memory)
+  DType w_dtype;
+  const int32_t* offsets;  // [E + 1] (offsets[E] <= M)
+  void* y;                 // [M, N] in the activation dtype
+  int32_t M, K, N, E;
+};
+
+// Weighted unpermute: out[t] = sum over the token's choices, in ascending expert order (as HF's loop over
+// the experts adds them), of topk_w[t, k] * y[dst[t*K + k]]; then + sigmoid(shared_gate[t]) * shared[t]
+// when shared is given (shared_gate null: weight 1). Sums in f32, rounded once to the activation dtype.
+struct MoeUnpermuteParams {
+  const void* y;             // [T*K, C] expert outputs in permuted order
+  const int32_t* dst;        // [T*K] (MoePermuteParams::dst)
+  const int32_t* topk_ids;   // [T, K]
+  const float* topk_w;       // [T, K]
+  const void* shared;        // [T, C] shared expert output, or null
+  const float* shared_gate;  // [T] shared expert gate logits (f32), or null
+  void* out;                 // [T, C] (must not alias y or shared)
+  int32_t T, C, K;
+};
+
 struct Backend {
   const char* name;
   DType act_dtype;
@@ -300,6 +349,11 @@ struct Backend {
   // it enqueued the op; on false the model runs the unfused pair.
   bool (*rms_norm_matmul)(const RmsNormMatmulParams&) = nullptr;
   bool (*silu_mul_matmul)(const SiluMulMatmulParams&) = nullptr;
+  // MoE layers (null where the backend has none: a MoE model then refuses to load with a clear message).
+  void (*moe_route)(const MoeRouteParams&) = nullptr;
+  void (*moe_permute)(const MoePermuteParams&) = nullptr;
+  void (*grouped_matmul)(const GroupedMatmulParams&) = nullptr;
+  void (*moe_unpermute)(const MoeUnpermuteParams&) = nullptr;
 };
 
 const Backend& cpu_backend();
