@@ -264,6 +264,9 @@ struct MoeRouteParams {
   int32_t* counts;      // [E] or null (not recording): this layer's row of the [L, E] counter, incremented
   int32_t T, E, K;
   bool renormalize;
+  // [1] in backend memory, or null (every token counts): only tokens t < *count_tokens are counted (a CUDA
+  // graph's padding rows are routed but not counted; the graph reads the real count at each replay).
+  const int32_t* count_tokens = nullptr;
 };
 
 // Groups the T*K (token, choice) pairs by expert. Pair i = t*K + k goes to row dst[i] of the permuted

@@ -67,6 +67,10 @@ const Backend& cpu_backend() {
                 // reference the CUDA kernel is checked against
       nullptr,  // rms_norm_matmul: the CPU runs rms_norm, then matmul
       nullptr,  // silu_mul_matmul
+      moe_route_cpu,
+      moe_permute_cpu,
+      grouped_matmul_cpu,
+      moe_unpermute_cpu,
   };
   return b;
 }

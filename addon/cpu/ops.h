@@ -20,6 +20,10 @@ void logits_argmax_cpu(const ArgmaxParams& p);
 void qkv_rope_store_cpu(const QkvRopeStoreParams& p);
 void layer_norm_cpu(const LayerNormParams& p);
 void gelu_cpu(const GeluParams& p);
+void moe_route_cpu(const MoeRouteParams& p);  // addon/cpu/moe.cc
+void moe_permute_cpu(const MoePermuteParams& p);
+void grouped_matmul_cpu(const GroupedMatmulParams& p);
+void moe_unpermute_cpu(const MoeUnpermuteParams& p);
 // Backend::sample_rows as the CPU sampler computes it (addon/cpu/sample_rows.cc): the reference of the CUDA
 // kernel. Not in the CPU table: there the scheduler runs sample_row over the logits directly.
 void sample_rows_cpu(const SampleRowsParams& p);

@@ -457,7 +457,9 @@ void Scheduler::launch(Batch& b) {
   lo.u = row_u_.data();
   using clock = std::chrono::steady_clock;
   const auto t1 = clock::now();
+  model_->set_expert_recording(recorder_ ? recorder_->level() : 0);
   model_->forward_launch(fb, kv_, lo);
+  inflight_pass_ = steps_;
   inflight_launch_us_ = elapsed_us(t1, clock::now());
   for (auto& [q, n] : b.plan) q->kv_done += n;
   for (const Row& r : rows)
@@ -477,6 +479,10 @@ void Scheduler::finish_inflight(std::vector<StepEvent>& out) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   model_->forward_wait();
+  if (recorder_) {
+    ExpertPass pass;
+    if (model_->take_expert_pass(pass)) recorder_->add(pass, inflight_pass_);
+  }
   wait_us_ += elapsed_us(t0, clock::now());
   const std::vector<Row>& rows = inflight_.rows;
   const std::vector<Planned>& plan = inflight_.plan;

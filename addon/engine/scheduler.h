@@ -18,6 +18,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "engine/expert_recorder.h"
 #include "engine/page_pool.h"
 #include "engine/radix_cache.h"
 #include "engine/sample_rows_batch.h"
@@ -113,6 +114,8 @@ class Scheduler {
   // Swaps in a model of the same shape (update_weights_from_disk). Only with nothing running; the radix
   // cache is emptied (its KV came from the old weights); waiting requests stay queued.
   void replace_model(Model& model, std::vector<int32_t> eos_ids);
+  // The expert distribution recorder fed with each recorded forward pass (null: none). Not owned.
+  void set_expert_recorder(ExpertRecorder* r) { recorder_ = r; }
 
  private:
   struct Req {
@@ -216,6 +219,8 @@ class Scheduler {
   std::vector<ReqPtr> done_;       // finished this call, freed at its end
   StepTiming timing_;
   int64_t steps_ = 0;
+  int64_t inflight_pass_ = 0;  // forward pass id (steps_ at its launch) of the in-flight step
+  ExpertRecorder* recorder_ = nullptr;
   bool admission_paused_ = false;
 };
 

@@ -8,7 +8,7 @@
 
 namespace sgl {
 
-static const char* kSupported[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "LlamaForSequenceClassification",
+static const char* kSupported[] = {"LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen2MoeForCausalLM", "LlamaForSequenceClassification",
                                    "XLMRobertaForSequenceClassification"};
 
 bool model_architecture_supported(const std::string& arch) {
@@ -118,11 +118,27 @@ ModelConfig model_config_load(const std::string& dir) {
   if (!c.is_encoder && c.hidden_act != "silu") {
     throw std::runtime_error(path + ": unsupported hidden_act \"" + c.hidden_act + "\"");
   }
-  if (c.architecture == "Qwen2ForCausalLM") {
-    c.qkv_bias = true;  // Qwen2 attention always has q/k/v biases, no config key
+  if (c.architecture == "Qwen2ForCausalLM" || c.architecture == "Qwen2MoeForCausalLM") {
+    c.qkv_bias = c.architecture == "Qwen2ForCausalLM" || cfg.bool_or("qkv_bias", true);  // Qwen2: always
   } else {
     c.qkv_bias = c.o_bias = cfg.bool_or("attention_bias", false);
     c.mlp_bias = cfg.bool_or("mlp_bias", false);
+  }
+  if (c.architecture == "Qwen2MoeForCausalLM") {
+    c.num_experts = require_int(cfg, "num_experts", path);
+    c.num_experts_per_tok = require_int(cfg, "num_experts_per_tok", path);
+    c.moe_intermediate_size = require_int(cfg, "moe_intermediate_size", path);
+    c.shared_expert_intermediate_size = int(cfg.int_or("shared_expert_intermediate_size", 0));
+    c.norm_topk_prob = cfg.bool_or("norm_topk_prob", false);
+    c.decoder_sparse_step = int(cfg.int_or("decoder_sparse_step", 1));
+    if (cfg["mlp_only_layers"].is_array())
+      for (const Json& v : cfg["mlp_only_layers"].array()) c.mlp_only_layers.push_back(int(v.integer()));
+    if (c.num_experts_per_tok > c.num_experts)
+      throw std::runtime_error(path + ": num_experts_per_tok " + std::to_string(c.num_experts_per_tok) +
+                               " exceeds num_experts " + std::to_string(c.num_experts));
+    if (c.num_experts > 1024 || c.num_experts_per_tok > 32)
+      throw std::runtime_error(path + ": at most 1024 experts and 32 per token are supported");
+    if (c.decoder_sparse_step < 1) throw std::runtime_error(path + ": \"decoder_sparse_step\" must be positive");
   }
   c.rope = read_rope(cfg, path);
   c.bos_token_id = cfg.int_or("bos_token_id", -1);

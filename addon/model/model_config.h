@@ -41,6 +41,21 @@ struct ModelConfig {
   // is_generation = false): embedding mode and sequence classifiers.
   bool is_pooled() const { return num_labels > 0 || is_embedding; }
   bool tie_word_embeddings = false;
+  // Qwen2MoeForCausalLM: a layer l is sparse when num_experts > 0, l is not in mlp_only_layers and
+  // (l + 1) % decoder_sparse_step == 0 (as transformers decides); other layers keep the dense MLP.
+  int num_experts = 0;                      // E (0: a dense model)
+  int num_experts_per_tok = 0;              // K
+  int moe_intermediate_size = 0;            // each expert's SwiGLU width
+  int shared_expert_intermediate_size = 0;  // 0: no shared expert
+  bool norm_topk_prob = false;              // renormalise the top-K weights to sum 1
+  int decoder_sparse_step = 1;
+  std::vector<int> mlp_only_layers;
+  bool is_moe_layer(int l) const {
+    if (num_experts <= 0) return false;
+    for (int m : mlp_only_layers)
+      if (m == l) return false;
+    return decoder_sparse_step > 0 && (l + 1) % decoder_sparse_step == 0;
+  }
   bool qkv_bias = false;  // Qwen2 always; Llama when attention_bias
   bool o_bias = false;    // Llama attention_bias
   bool mlp_bias = false;

@@ -2,6 +2,11 @@
 // biases for Qwen2, attention_bias for Llama) and a SwiGLU MLP; tied or untied lm_head.
 // LlamaForSequenceClassification (Skywork-style reward models) is the same decoder with the `score` head
 // [labels, C] in the lm_head's place: its logits row at the last token is the reward.
+// Qwen2MoeForCausalLM: the same decoder whose sparse layers (ModelConfig::is_moe_layer) replace the MLP by a
+// router (softmax top-K over E experts), SwiGLU experts of moe_intermediate_size run on the tokens grouped by
+// expert (Backend::moe_route / moe_permute / grouped_matmul / moe_unpermute) and a shared expert scaled by
+// sigmoid(shared_expert_gate · x). While recording (set_expert_recording), the router adds each token's
+// choices to a [L, E] counter in backend memory.
 // Embedding mode (ModelRunOptions::is_embedding, --is-embedding on a causal LM, gte-Qwen2 style): no lm_head;
 // a logits row is the final-norm hidden state of its token in f32 [C] (the scheduler pools the last token's).
 #include <cmath>
@@ -9,6 +14,8 @@
 #include <map>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "models/device_buffer.h"
@@ -29,13 +36,22 @@ struct LayerWeights {
   WeightRef gate_bias, up_bias, down_bias;
   // Fused on device backends (fuse_): q|k|v rows [(H + 2 Hkv) D, C] and gate|up rows [2I, C], with biases.
   WeightRef qkv, qkv_bias, gate_up, gate_up_bias;
+  // Sparse (MoE) layers: the router [E, C]; the experts' weights as pointer arrays in backend memory
+  // (const void*[E]: gate [Im, C], up [Im, C], down [C, Im]; on device backends gate|up rows [2 Im, C] per
+  // expert instead of gate and up) of dtype exp_dtype; the shared expert (absent when its size is 0) with
+  // its gate [1, C].
+  bool moe = false;
+  WeightRef router;
+  void *exp_gate = nullptr, *exp_up = nullptr, *exp_gate_up = nullptr, *exp_down = nullptr;
+  DType exp_dtype = DType::F32;
+  WeightRef sh_gate, sh_up, sh_gate_up, sh_down, sh_gate_w;
 };
 
 class LlamaModel : public Model {
  public:
   LlamaModel(const ModelConfig& cfg, const Checkpoint& ck, const Backend& be, const ModelRunOptions& opts)
       : Model(cfg), be_(be), opts_(opts), fuse_(&be != &cpu_backend() && be.qkv_rope_store != nullptr),
-        eager_(be), graph_scratch_(be), samp_(be), stage_(be) {
+        eager_(be), graph_scratch_(be), counter_(be), samp_(be), stage_(be) {
     config_.is_embedding = (opts.is_embedding || cfg.is_embedding) && cfg.num_labels == 0;
     try {
       load(ck);
@@ -54,6 +70,8 @@ class LlamaModel : public Model {
   void forward_launch(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) override;
   void forward_wait() override;
   bool can_sample_rows() const override { return be_.sample_rows != nullptr && config_.vocab_size < (1 << 23); }
+  void set_expert_recording(int32_t level) override;
+  bool take_expert_pass(ExpertPass& out) override;
 
  private:
   struct DevMeta;
@@ -62,13 +80,29 @@ class LlamaModel : public Model {
   struct Scratch {
     explicit Scratch(const Backend& be)
         : x(be), res(be), q(be), k(be), v(be), attn(be), gate(be), up(be), rows(be), logits(be), red(be), meta(be),
-          qkv(be), res2(be) {}
+          qkv(be), res2(be), moe_logits(be), moe_ids(be), moe_w(be), moe_dst(be), moe_off(be), moe_x(be), moe_h(be),
+          moe_h2(be), moe_y(be), sh_out(be), sh_g(be) {}
     DeviceBuffer x, res, q, k, v, attn, gate, up, rows, logits, red, meta;
     DeviceBuffer qkv;   // fused path: [T, (H + 2 Hkv) D]; gate|up uses `gate` at [T, 2I]
     DeviceBuffer res2;  // backends with rms_norm_matmul: the residual stream's second buffer [T, C] (ping-pong)
+    // MoE layers: router logits [T, E] f32, chosen experts [L, T, K] (one slice per layer, so that a pass's
+    // choices can be read after it), weights [T, K] f32, permuted row of each pair [T K], expert offsets
+    // [E + 1], permuted inputs [T K, C], expert hidden [T K, 2 Im] (gate|up; gate alone on the CPU) and
+    // [T K, Im], expert outputs [T K, C], shared expert output [T, C] and gate logits [T] f32.
+    DeviceBuffer moe_logits, moe_ids, moe_w, moe_dst, moe_off, moe_x, moe_h, moe_h2, moe_y, sh_out, sh_g;
   };
   void size_scratch(Scratch& s, int T, int R);
   void run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, int R, int max_q_len, int max_kv_len, bool reduce);
+  void moe_mlp(const LayerWeights& w, Scratch& s, const DevMeta& d, int l, int T);
+  void mark_recorded(Scratch& s, int T_real, int T_run);
+  // const void*[n] of `ptrs` in backend memory, freed with the weights
+  void* place_pointers(const std::vector<const void*>& ptrs) {
+    void* a = be_.alloc(ptrs.size() * sizeof(void*));
+    if (!a) throw std::runtime_error("out of memory: expert pointer array");
+    ptr_arrays_.push_back(a);
+    be_.upload(a, ptrs.data(), ptrs.size() * sizeof(void*));
+    return a;
+  }
   int run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<int32_t>& positions,
                 const std::vector<int32_t>& slots, int32_t max_kv_len, const LogitsOut& out, const float*& lg,
                 const int32_t*& red);
@@ -126,6 +160,8 @@ class LlamaModel : public Model {
       if (slot.exec) be_.graph_free(slot.exec), slot.exec = nullptr;
     for (const WeightRef& w : placed_) be_.release_weight(w);
     placed_.clear();
+    for (void* a : ptr_arrays_) be_.free(a);
+    ptr_arrays_.clear();
     if (inv_freq_) be_.free(inv_freq_);
     inv_freq_ = nullptr;
   }
@@ -161,8 +197,9 @@ class LlamaModel : public Model {
         if (cfg.qkv_bias)
           w.qkv_bias = place_concat(ck, {{p + "self_attn.q_proj.bias", QD}, {p + "self_attn.k_proj.bias", KD},
                                          {p + "self_attn.v_proj.bias", KD}}, 0);
-        w.gate_up = place_concat(ck, {{p + "mlp.gate_proj.weight", I}, {p + "mlp.up_proj.weight", I}}, C);
-        if (cfg.mlp_bias)
+        w.moe = cfg.is_moe_layer(l);
+        if (!w.moe) w.gate_up = place_concat(ck, {{p + "mlp.gate_proj.weight", I}, {p + "mlp.up_proj.weight", I}}, C);
+        if (cfg.mlp_bias && !w.moe)
           w.gate_up_bias = place_concat(ck, {{p + "mlp.gate_proj.bias", I}, {p + "mlp.up_proj.bias", I}}, 0);
       } else {
         w.q = W(p + "self_attn.q_proj.weight", {QD, C});
@@ -173,8 +210,16 @@ class LlamaModel : public Model {
           w.k_bias = W(p + "self_attn.k_proj.bias", {KD});
           w.v_bias = W(p + "self_attn.v_proj.bias", {KD});
         }
-        w.gate = W(p + "mlp.gate_proj.weight", {I, C});
-        w.up = W(p + "mlp.up_proj.weight", {I, C});
+        w.moe = cfg.is_moe_layer(l);
+        if (!w.moe) {
+          w.gate = W(p + "mlp.gate_proj.weight", {I, C});
+          w.up = W(p + "mlp.up_proj.weight", {I, C});
+        }
+      }
+      if (w.moe) {
+        load_moe(ck, p, w);
+        layers_.push_back(w);
+        continue;
       }
       w.down = W(p + "mlp.down_proj.weight", {C, I});
       if (cfg.mlp_bias) {
@@ -191,10 +236,56 @@ class LlamaModel : public Model {
     be.upload(inv_freq_, inv.data(), inv.size() * sizeof(float));
   }
 
+  // A sparse layer's router, experts and shared expert (see LayerWeights).
+  void load_moe(const Checkpoint& ck, const std::string& p, LayerWeights& w) {
+    const ModelConfig& cfg = config_;
+    if (!be_.moe_route || !be_.moe_permute || !be_.grouped_matmul || !be_.moe_unpermute)
+      throw std::runtime_error(cfg.architecture + ": the " + std::string(be_.name) +
+                               " backend has no MoE kernels yet; serve this model with --device cpu");
+    auto W = [&](const std::string& name, const std::vector<int64_t>& shape) { return place(ck.weight(name, shape), shape); };
+    const int64_t C = cfg.hidden_size, E = cfg.num_experts, Im = cfg.moe_intermediate_size,
+                  Is = cfg.shared_expert_intermediate_size;
+    w.router = W(p + "mlp.gate.weight", {E, C});
+    std::vector<const void*> gate, up, gate_up, down;
+    bool first = true;
+    auto same_dtype = [&](const WeightRef& r) {
+      if (first) w.exp_dtype = r.dtype, first = false;
+      if (r.dtype != w.exp_dtype) throw std::runtime_error(p + "mlp.experts: the experts' weights have different dtypes");
+      return r.data;
+    };
+    for (int64_t e = 0; e < E; ++e) {
+      const std::string q = p + "mlp.experts." + std::to_string(e) + ".";
+      if (fuse_) {
+        gate_up.push_back(same_dtype(place_concat(ck, {{q + "gate_proj.weight", Im}, {q + "up_proj.weight", Im}}, C)));
+      } else {
+        gate.push_back(same_dtype(W(q + "gate_proj.weight", {Im, C})));
+        up.push_back(same_dtype(W(q + "up_proj.weight", {Im, C})));
+      }
+      down.push_back(same_dtype(W(q + "down_proj.weight", {C, Im})));
+    }
+    if (fuse_) {
+      w.exp_gate_up = place_pointers(gate_up);
+    } else {
+      w.exp_gate = place_pointers(gate);
+      w.exp_up = place_pointers(up);
+    }
+    w.exp_down = place_pointers(down);
+    if (Is > 0) {
+      const std::string q = p + "mlp.shared_expert.";
+      if (fuse_)
+        w.sh_gate_up = place_concat(ck, {{q + "gate_proj.weight", Is}, {q + "up_proj.weight", Is}}, C);
+      else
+        w.sh_gate = W(q + "gate_proj.weight", {Is, C}), w.sh_up = W(q + "up_proj.weight", {Is, C});
+      w.sh_down = W(q + "down_proj.weight", {C, Is});
+      w.sh_gate_w = W(p + "mlp.shared_expert_gate.weight", {1, C});
+    }
+  }
+
   const Backend& be_;
   WeightRef embed_, final_norm_, lm_head_;
   std::vector<LayerWeights> layers_;
   std::vector<WeightRef> placed_;  // what place_weight allocated, released once each
+  std::vector<void*> ptr_arrays_;  // the experts' pointer arrays (backend memory)
   size_t placed_bytes_ = 0;
   size_t upload_total_ = 0, upload_done_ = 0;  // checkpoint bytes, for the progress line
   int upload_quarter_ = 0;
@@ -202,11 +293,22 @@ class LlamaModel : public Model {
   ModelRunOptions opts_;
   bool fuse_;  // device backends: fused q|k|v and gate|up matmuls (the CPU keeps its weights memory-mapped)
   Scratch eager_, graph_scratch_;
+  // Expert routing record: the level of the launches to come, the cumulative [L, E] counter (backend
+  // memory) and its host copy at the last pass read; the last launched pass's record (read by
+  // take_expert_pass after the step: counter delta, and at level 2 the [L, T_run, K] choices of the scratch).
+  int32_t rec_level_ = 0, rec_launch_ = 0;  // requested, and of the launch being enqueued
+  DeviceBuffer counter_;
+  std::vector<int32_t> counter_host_;
+  struct RecPending {
+    int32_t level = 0;
+    int32_t T = 0, T_run = 0;        // real tokens, and the rows the forward ran (a graph's padded size)
+    const int32_t* ids = nullptr;    // [L, T_run, K] in the scratch that ran
+  } rec_;
   struct GraphSlot {
     void* exec = nullptr;  // the captured decode graph
     bool warm = false;     // this (batch size, context bucket) has run once eagerly
   };
-  std::map<int64_t, GraphSlot> graph_;  // key: padded batch size * 64 + log2(context bucket)
+  std::map<int64_t, GraphSlot> graph_;  // key: recording * 2^32 + padded batch size * 64 + log2(context bucket)
   std::vector<int32_t> host_pos_, host_slots_, host_meta_, host_pages_;
   std::vector<char> host_sampling_;
   DeviceBuffer samp_;                 // sample_rows' inputs | outputs (eager, never captured by a graph)
@@ -236,6 +338,7 @@ struct RedLayout {
 
 struct LlamaModel::DevMeta {
   const int32_t *ids, *pos, *slots, *qo, *kvp, *kvlen, *rows, *pages;
+  const int32_t* ntok = nullptr;  // [1] tokens to count in the expert record (graphs: the real batch), or null: all
 };
 
 void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) {
@@ -262,6 +365,8 @@ void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const Logits
     }
   }
   if (b.R == 0 && b.T == 0) return;
+  rec_launch_ = rec_level_;
+  rec_ = RecPending{};
 
   // Decode steps (one token per sequence, every token's logits wanted, in order) replay a CUDA graph.
   // Not in embedding mode: its rows are converted by to_f32 (a synchronous download) after an eager run.
@@ -294,6 +399,7 @@ void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const Logits
     size_scratch(eager_, T, b.R);
     if (out.argmax_only) upload_sampling(eager_, out, b.R, b.R);
     run(d, eager_, kv, b.B, T, b.R, max_q_len, max_kv_len, out.argmax_only != nullptr);
+    mark_recorded(eager_, T, T);
     if (c.is_embedding) {  // the gathered final-norm rows, to f32 on the way to the host (every row full)
       if (b.R > 0 && out.logits) be_.to_f32(eager_.rows.ensure(0), out.logits, size_t(b.R) * c.hidden_size);
       return;
@@ -361,9 +467,25 @@ void LlamaModel::size_scratch(Scratch& s, int T, int R) {
     s.v.ensure(t * c.num_kv_heads * c.head_dim * es);
   }
   s.attn.ensure(t * c.num_heads * c.head_dim * es);
-  s.gate.ensure(t * c.intermediate_size * es * (fuse_ ? 2 : 1));
+  const size_t inter = size_t(std::max(c.intermediate_size, c.shared_expert_intermediate_size));  // the shared expert's too
+  s.gate.ensure(t * inter * es * (fuse_ ? 2 : 1));
   if (fuse_) s.qkv.ensure(t * size_t(c.num_heads + 2 * c.num_kv_heads) * c.head_dim * es);
-  s.up.ensure(t * c.intermediate_size * es);
+  s.up.ensure(t * inter * es);
+  if (c.num_experts > 0) {
+    const size_t E = size_t(c.num_experts), K = size_t(c.num_experts_per_tok), Im = size_t(c.moe_intermediate_size);
+    const size_t tk = t * K, C = size_t(c.hidden_size);
+    s.moe_logits.ensure(t * E * sizeof(float));
+    s.moe_ids.ensure(size_t(c.num_layers) * tk * sizeof(int32_t));
+    s.moe_w.ensure(tk * sizeof(float));
+    s.moe_dst.ensure(tk * sizeof(int32_t));
+    s.moe_off.ensure((E + 1) * sizeof(int32_t));
+    s.moe_x.ensure(tk * C * es);
+    s.moe_h.ensure(tk * Im * es * (fuse_ ? 2 : 1));
+    s.moe_h2.ensure(tk * Im * es);
+    s.moe_y.ensure(tk * C * es);
+    s.sh_out.ensure(t * C * es);
+    s.sh_g.ensure(t * sizeof(float));
+  }
   s.rows.ensure(r * c.hidden_size * es);
   s.logits.ensure(r * c.vocab_size * sizeof(float));
   s.red.ensure(RedLayout(r).bytes);
@@ -432,7 +554,10 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
     ap.max_kv_len = max_kv_len;
     be_.attention(ap);
     be_.matmul({attn, w.o, w.o_bias, x, T, H * D, C});
-    if (fuse_) {
+    if (w.moe) {
+      norm_in_place(w.post_norm);
+      moe_mlp(w, s, d, l, T);
+    } else if (fuse_) {
       norm_matmul(w.post_norm, w.gate_up, w.gate_up_bias, gate, 2 * I);
       const void* up_half = static_cast<const char*>(gate) + size_t(I) * es;
       if (!(fused_silu && be_.silu_mul_matmul({gate, up_half, 2 * I, w.down, w.down_bias, x, T, I, C}))) {
@@ -470,6 +595,115 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
   }
 }
 
+// A sparse layer's MLP on x (the post-attention norm's output, T tokens), its output back into x: router
+// logits (f32), top-K routing (counted into the layer's row of the expert counter while recording), the pairs
+// grouped by expert, the experts' SwiGLU as grouped matmuls, the shared expert beside, and the weighted sum.
+void LlamaModel::moe_mlp(const LayerWeights& w, Scratch& s, const DevMeta& d, int l, int T) {
+  const ModelConfig& c = config_;
+  const int C = c.hidden_size, E = c.num_experts, K = c.num_experts_per_tok, Im = c.moe_intermediate_size,
+            Is = c.shared_expert_intermediate_size, M = T * K;
+  const size_t es = dtype_size(be_.act_dtype);
+  void* x = s.x.ensure(0);
+  float* logits = static_cast<float*>(s.moe_logits.ensure(0));
+  int32_t* ids = static_cast<int32_t*>(s.moe_ids.ensure(0)) + size_t(l) * M;
+  float* tw = static_cast<float*>(s.moe_w.ensure(0));
+  int32_t* dst = static_cast<int32_t*>(s.moe_dst.ensure(0));
+  int32_t* off = static_cast<int32_t*>(s.moe_off.ensure(0));
+  void *xp = s.moe_x.ensure(0), *h = s.moe_h.ensure(0), *h2 = s.moe_h2.ensure(0), *y = s.moe_y.ensure(0);
+  MatmulParams rp{x, w.router, WeightRef{}, logits, T, C, E};
+  rp.y_f32 = true;
+  be_.matmul(rp);
+  int32_t* counts = rec_launch_ > 0 ? static_cast<int32_t*>(counter_.ensure(0)) + size_t(l) * E : nullptr;
+  MoeRouteParams route{logits, ids, tw, counts, T, E, K, c.norm_topk_prob};
+  route.count_tokens = d.ntok;
+  be_.moe_route(route);
+  be_.moe_permute({x, ids, xp, dst, off, T, C, E, K});
+  const void* act;  // silu(gate) * up of each pair [M, Im]
+  if (w.exp_gate_up) {
+    be_.grouped_matmul({xp, static_cast<const void* const*>(w.exp_gate_up), w.exp_dtype, off, h, M, C, 2 * Im, E});
+    SiluMulParams sm{h, static_cast<const char*>(h) + size_t(Im) * es, h2, M, Im};
+    sm.ld = 2 * Im;
+    be_.silu_mul(sm);
+    act = h2;
+  } else {
+    be_.grouped_matmul({xp, static_cast<const void* const*>(w.exp_gate), w.exp_dtype, off, h, M, C, Im, E});
+    be_.grouped_matmul({xp, static_cast<const void* const*>(w.exp_up), w.exp_dtype, off, h2, M, C, Im, E});
+    be_.silu_mul({h, h2, h, M, Im});
+    act = h;
+  }
+  be_.grouped_matmul({act, static_cast<const void* const*>(w.exp_down), w.exp_dtype, off, y, M, Im, C, E});
+  void* shared = nullptr;
+  float* shared_gate = nullptr;
+  if (Is > 0) {
+    void *gate = s.gate.ensure(0), *up = s.up.ensure(0);
+    shared = s.sh_out.ensure(0);
+    if (w.sh_gate_up.data) {
+      be_.matmul({x, w.sh_gate_up, WeightRef{}, gate, T, C, 2 * Is});
+      SiluMulParams sm{gate, static_cast<const char*>(gate) + size_t(Is) * es, up, T, Is};
+      sm.ld = 2 * Is;
+      be_.silu_mul(sm);
+      be_.matmul({up, w.sh_down, WeightRef{}, shared, T, Is, C});
+    } else {
+      be_.matmul({x, w.sh_gate, WeightRef{}, gate, T, C, Is});
+      be_.matmul({x, w.sh_up, WeightRef{}, up, T, C, Is});
+      be_.silu_mul({gate, up, gate, T, Is});
+      be_.matmul({gate, w.sh_down, WeightRef{}, shared, T, Is, C});
+    }
+    shared_gate = static_cast<float*>(s.sh_g.ensure(0));
+    MatmulParams gp{x, w.sh_gate_w, WeightRef{}, shared_gate, T, C, 1};
+    gp.y_f32 = true;
+    be_.matmul(gp);
+  }
+  be_.moe_unpermute({y, dst, ids, tw, shared, shared_gate, x, T, C, K});
+}
+
+// Notes what the launch just enqueued recorded, for take_expert_pass.
+void LlamaModel::mark_recorded(Scratch& s, int T_real, int T_run) {
+  if (rec_launch_ == 0) return;
+  rec_.level = rec_launch_;
+  rec_.T = T_real;
+  rec_.T_run = T_run;
+  rec_.ids = static_cast<const int32_t*>(s.moe_ids.ensure(0));
+}
+
+void LlamaModel::set_expert_recording(int32_t level) {
+  const ModelConfig& c = config_;
+  if (c.num_experts == 0) level = 0;
+  if (level > 0 && rec_level_ == 0) {  // a fresh counter (stream-ordered after what runs)
+    const size_t n = size_t(c.num_layers) * size_t(c.num_experts);
+    be_.memset_zero(counter_.ensure(n * sizeof(int32_t)), n * sizeof(int32_t));
+    counter_host_.assign(n, 0);
+  }
+  rec_level_ = level;
+}
+
+bool LlamaModel::take_expert_pass(ExpertPass& out) {
+  if (rec_.level == 0) return false;
+  const RecPending r = rec_;
+  rec_ = RecPending{};
+  const ModelConfig& c = config_;
+  const size_t L = size_t(c.num_layers), E = size_t(c.num_experts), K = size_t(c.num_experts_per_tok);
+  be_.sync();
+  std::vector<int32_t> now(L * E);
+  be_.download(now.data(), counter_.ensure(0), now.size() * sizeof(int32_t));
+  out.T = r.T;
+  out.counts.resize(now.size());
+  for (size_t i = 0; i < now.size(); ++i) out.counts[i] = now[i] - counter_host_[i];
+  counter_host_ = std::move(now);
+  out.topk.clear();
+  if (r.level >= 2) {
+    const size_t per_layer = size_t(r.T_run) * K;
+    std::vector<int32_t> all(L * per_layer);
+    be_.download(all.data(), r.ids, all.size() * sizeof(int32_t));
+    out.topk.assign(L * size_t(r.T) * K, -1);
+    for (size_t l = 0; l < L; ++l)
+      if (layers_[l].moe)
+        std::copy(all.begin() + l * per_layer, all.begin() + l * per_layer + size_t(r.T) * K,
+                  out.topk.begin() + l * size_t(r.T) * K);
+  }
+  return true;
+}
+
 // A decode step through a CUDA graph captured for the padded batch size: the metadata goes to fixed offsets
 // of a buffer sized for G = graph_max_bs sequences; padding sequences decode one token into the KV cache's
 // scratch page. The first step of a size runs eagerly (it also sizes the kernels' caches), the second
@@ -484,7 +718,7 @@ int LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<
   bs = std::min(bs, G);
   const int64_t cap_tokens = std::min<int64_t>(int64_t(c.max_position_embeddings), int64_t(kv.num_pages()) * P);
   const int max_pages_seq = int((cap_tokens + P - 1) / P);
-  const size_t head = size_t(7) * G + 2, meta_cap = head + size_t(G) * max_pages_seq;
+  const size_t head = size_t(7) * G + 3, meta_cap = head + size_t(G) * max_pages_seq;
   if (graph_scratch_.meta.ensure(0) == nullptr) {
     size_scratch(graph_scratch_, G, G);
     graph_scratch_.meta.ensure(meta_cap * sizeof(int32_t));
@@ -511,10 +745,11 @@ int LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<
     kvp[i + 1] = int32_t(pages.size());
   }
   qo[bs] = bs;
+  h[size_t(7) * G + 2] = b.B;  // the tokens the expert record counts (the padding rows are not)
   int32_t* d = static_cast<int32_t*>(graph_scratch_.meta.ensure(0));
   be_.upload(d, h.data(), head * sizeof(int32_t));
   be_.upload(d + head, pages.data(), pages.size() * sizeof(int32_t));
-  DevMeta dm{d, d + G, d + 2 * G, d + 3 * G, d + 4 * G + 1, d + 5 * G + 2, d + 6 * G + 2, d + head};
+  DevMeta dm{d, d + G, d + 2 * G, d + 3 * G, d + 4 * G + 1, d + 5 * G + 2, d + 6 * G + 2, d + head, d + 7 * G + 2};
   upload_sampling(graph_scratch_, out, b.B, bs);
   // The attention grid (its KV split count) is sized from the longest context, so graphs are kept per
   // (batch size, context bucket): the next power of two >= the longest context, from 256 up to the cap.
@@ -522,7 +757,7 @@ int LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<
   int kv_log = 8;
   while (kv_cap < max_kv_len) kv_cap *= 2, ++kv_log;
   const int max_kv = int(std::min<int64_t>(kv_cap, cap_tokens));
-  GraphSlot& slot = graph_[int64_t(bs) * 64 + kv_log];
+  GraphSlot& slot = graph_[(rec_launch_ > 0 ? int64_t(1) << 32 : 0) + int64_t(bs) * 64 + kv_log];
   if (!slot.warm) {
     run(dm, graph_scratch_, kv, bs, bs, bs, 1, max_kv, true);
     slot.warm = true;
@@ -534,6 +769,7 @@ int LlamaModel::run_graph(const ForwardBatch& b, KvCache& kv, const std::vector<
     }
     be_.graph_launch(slot.exec);
   }
+  mark_recorded(graph_scratch_, b.B, bs);
   // Graphs always reduce (the argmax costs little beside the lm_head); deliver() reads what `out` asks.
   lg = static_cast<const float*>(graph_scratch_.logits.ensure(0));
   red = static_cast<const int32_t*>(graph_scratch_.red.ensure(0));
@@ -653,7 +889,7 @@ std::unique_ptr<Model> xlmr_create(const ModelConfig& config, const Checkpoint& 
 std::unique_ptr<Model> model_create(const ModelConfig& config, const Checkpoint& ckpt, const Backend& backend,
                                     const ModelRunOptions& opts) {
   if (config.architecture == "LlamaForCausalLM" || config.architecture == "Qwen2ForCausalLM" ||
-      config.architecture == "LlamaForSequenceClassification")
+      config.architecture == "Qwen2MoeForCausalLM" || config.architecture == "LlamaForSequenceClassification")
     return std::make_unique<LlamaModel>(config, ckpt, backend, opts);
   if (config.architecture == "XLMRobertaForSequenceClassification") return xlmr_create(config, ckpt, backend);
   throw std::runtime_error("unknown architecture \"" + config.architecture + "\"");

@@ -3,6 +3,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "kv/kv_cache.h"
@@ -37,6 +38,13 @@ struct LogitsOut {
   const SampleRowsParams* sample = nullptr;  // host description of the kRowDeviceSample rows, or null
 };
 
+// One forward pass's expert routing, as a MoE model recorded it (Model::take_expert_pass).
+struct ExpertPass {
+  int32_t T = 0;                // tokens of the pass
+  std::vector<int32_t> counts;  // [L * E] tokens routed to each (layer, expert) in this pass (dense layers: 0)
+  std::vector<int32_t> topk;    // [L * T * K] the chosen experts, best first (-1 on dense layers); only at level 2
+};
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -53,6 +61,11 @@ class Model {
   virtual void forward_wait() {}
   // True when forward() honours LogitsOut::sample (kRowDeviceSample rows): a backend with sample_rows.
   virtual bool can_sample_rows() const { return false; }
+  // Expert routing record (MoE models; no-ops elsewhere): level 0 off, 1 the device-side [L, E] counter,
+  // 2 the counter and each token's chosen experts. Applies from the next forward_launch. After forward_wait,
+  // take_expert_pass gives that step's record, or false when it was launched at level 0.
+  virtual void set_expert_recording(int32_t level) { (void)level; }
+  virtual bool take_expert_pass(ExpertPass& out) { (void)out; return false; }
 
  protected:
   explicit Model(ModelConfig config) : config_(std::move(config)) {}

@@ -27,6 +27,12 @@ Napi::Object model_info_object(Napi::Env env, const ModelConfig& c, const Checkp
                                                            : "classify");
   o.Set("embeddingDim", c.is_pooled() ? c.logits_width() : 0);  // width of a pooled row
   o.Set("contextLength", c.max_position_embeddings);
+  o.Set("numExperts", c.num_experts);  // 0 for dense models
+  o.Set("numExpertsPerTok", c.num_experts_per_tok);
+  Napi::Array moe_layers = Napi::Array::New(env);
+  for (int l = 0, n = 0; l < c.num_layers; ++l)
+    if (c.is_moe_layer(l)) moe_layers.Set(uint32_t(n++), Napi::Number::New(env, l));
+  o.Set("moeLayerIds", moe_layers);
   o.Set("bosTokenId", double(c.bos_token_id));
   o.Set("padTokenId", double(c.pad_token_id));
   Napi::Array eos = Napi::Array::New(env, c.eos_token_ids.size());

@@ -20,6 +20,12 @@
 //  * flushCache(): resolves true when the radix cache was emptied, false while requests wait or run (also
 //    while an abort is still pending: aborts take effect at the next step). Rejects (Error "engine is
 //    closed") after close() has begun.
+//  * expertRecord('start' | 'stop' | 'dump'): with expertDistributionRecorderMode ('stat', 'stat_approx',
+//    'per_pass', 'per_token'; expertDistributionRecorderBufferSize passes kept, default 1000, -1 all), runs
+//    on the engine thread between steps: start clears the record and records, stop keeps it, both resolve
+//    null; dump resolves {mode, recording, numLayers, numExperts, topK, numPasses, logicalCount [L*E],
+//    passIds, passCounts [P*L*E], passTokens [P], topkIds} (addon/engine/expert_recorder.h). Without a mode:
+//    Error("expert distribution recording is off: ...") thrown synchronously.
 //  * stats(): the snapshot the engine thread took after its last step or command batch; submits still in
 //    the queue count as waiting. Still readable after close (then it shows the emptied pool).
 //  * close(): requests still queued are submitted, then every live request ends with an abort event
@@ -53,6 +59,7 @@
 
 #include "backend/backend.h"
 #include "cpu/thread_pool.h"
+#include "engine/expert_recorder.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
 #include "kv/kv_cache.h"
@@ -213,7 +220,8 @@ void pack_events(const std::vector<StepEvent>& events, StepPacket& p) {
 }
 
 struct Message {
-  enum Kind { kStep, kFlush, kUpdateWeights } kind = kStep;
+  enum Kind { kStep, kFlush, kUpdateWeights, kExpertRecord } kind = kStep;
+  std::unique_ptr<ExpertRecordDump> record;  // kExpertRecord: the dump (null for start / stop)
   std::unique_ptr<StepPacket> step;
   uint64_t flush_id = 0;  // kFlush / kUpdateWeights: the pending promise
   bool flush_ok = false;
@@ -221,7 +229,8 @@ struct Message {
 };
 
 struct Command {
-  enum Kind { kSubmit, kAbort, kFlush, kUpdateWeights } kind = kSubmit;
+  enum Kind { kSubmit, kAbort, kFlush, kUpdateWeights, kExpertRecord } kind = kSubmit;
+  enum RecordOp { kStart, kStop, kDump } record_op = kStart;  // kExpertRecord
   SchedRequest req;  // kSubmit
   int64_t rid = 0;   // kAbort
   uint64_t flush_id = 0;
@@ -246,6 +255,7 @@ struct EngineCore {
   std::unique_ptr<Model> model;
   std::unique_ptr<KvCache> kv;
   std::unique_ptr<Scheduler> sched;
+  std::unique_ptr<ExpertRecorder> recorder;  // --expert-distribution-recorder-mode, else null
   std::unique_ptr<Command> pending_update;  // engine thread: an update waiting for the running set to drain
   std::mutex model_mu;  // guards the swap of config / ckpt / model against info() on the JS thread
   int32_t total_pages = 0;
@@ -389,6 +399,19 @@ void EngineCore::run() {
             flush_results.emplace_back(c.flush_id, ok);
             break;
           }
+          case Command::kExpertRecord: {
+            auto* m = new Message();
+            m->kind = Message::kExpertRecord;
+            m->flush_id = c.flush_id;
+            if (c.record_op == Command::kStart)
+              recorder->start();
+            else if (c.record_op == Command::kStop)
+              recorder->stop();
+            else
+              m->record = std::make_unique<ExpertRecordDump>(recorder->dump());
+            post(m);
+            break;
+          }
           case Command::kUpdateWeights: {
             if (pending_update) {  // one at a time
               auto* m = new Message();
@@ -479,6 +502,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                         InstanceMethod("abort", &NativeEngine::abort),
                         InstanceMethod("flushCache", &NativeEngine::flush_cache),
                         InstanceMethod("updateWeights", &NativeEngine::update_weights),
+                        InstanceMethod("expertRecord", &NativeEngine::expert_record),
                         InstanceMethod("stats", &NativeEngine::stats), InstanceMethod("close", &NativeEngine::close)});
   }
 
@@ -529,6 +553,23 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
         has_seed = true;
       }
     }
+    // --expert-distribution-recorder-mode / --expert-distribution-recorder-buffer-size
+    std::string record_mode;
+    if (!absent(opts.Get("expertDistributionRecorderMode")))
+      record_mode = prop_string(opts, "expertDistributionRecorderMode");
+    ExpertRecordMode rec_mode = ExpertRecordMode::kStat;
+    if (!record_mode.empty()) {
+      try {
+        rec_mode = expert_record_mode_parse(record_mode);
+      } catch (const std::exception& e) {
+        type_error(env, "expertDistributionRecorderMode", "must be 'stat', 'stat_approx', 'per_pass' or 'per_token'");
+      }
+    }
+    int64_t rec_buffer = 1000;
+    if (!absent(opts.Get("expertDistributionRecorderBufferSize"))) {
+      rec_buffer = int_field(opts, "expertDistributionRecorderBufferSize", -1, 2147483647);
+      if (rec_buffer == 0) type_error(env, "expertDistributionRecorderBufferSize", "must be positive or -1 (unlimited)");
+    }
     Napi::Value on_step = required(opts, "onStep");
     if (!on_step.IsFunction()) type_error(env, "onStep", "must be a function");
 
@@ -550,6 +591,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       std::vector<int32_t> eos;
       for (int64_t id : core->config->eos_token_ids) eos.push_back(int32_t(id));
       core->sched = std::make_unique<Scheduler>(*core->model, *core->kv, sc, std::move(eos));
+      if (!record_mode.empty()) {
+        const ModelConfig& mc = *core->config;
+        core->recorder = std::make_unique<ExpertRecorder>(rec_mode, rec_buffer, mc.num_layers, mc.num_experts,
+                                                          mc.num_experts_per_tok);
+        core->sched->set_expert_recorder(core->recorder.get());
+      }
     } catch (const Napi::Error&) {
       throw;
     } catch (const std::exception& e) {
@@ -721,6 +768,26 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     return queue_promised(info.Env(), std::move(c));
   }
 
+  // expertRecord('start' | 'stop' | 'dump') → Promise<record | null>, run on the engine thread between steps.
+  Napi::Value expert_record(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const std::string op = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    Command c;
+    c.kind = Command::kExpertRecord;
+    if (op == "start")
+      c.record_op = Command::kStart;
+    else if (op == "stop")
+      c.record_op = Command::kStop;
+    else if (op == "dump")
+      c.record_op = Command::kDump;
+    else
+      throw Napi::TypeError::New(env, "op must be 'start', 'stop' or 'dump'");
+    if (!core_->recorder)
+      throw Napi::Error::New(env, "expert distribution recording is off: launch with --expert-distribution-recorder-mode "
+                                  "(stat, stat_approx, per_pass or per_token)");
+    return queue_promised(env, std::move(c));
+  }
+
   Napi::Value stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Scheduler::Stats s;
@@ -817,13 +884,32 @@ Napi::TypedArrayOf<T> to_array(Napi::Env env, const std::vector<T>& v) {
 void call_js(Napi::Env env, Napi::Function on_step, EngineCore* core, Message* msg) {
   std::unique_ptr<Message> m(msg);
   if (env == nullptr) return;  // thread-safe function torn down with this message still queued
-  if (m->kind == Message::kFlush || m->kind == Message::kUpdateWeights) {
+  if (m->kind == Message::kFlush || m->kind == Message::kUpdateWeights || m->kind == Message::kExpertRecord) {
     auto it = core->flushes.find(m->flush_id);
     if (it == core->flushes.end()) return;
     Napi::Promise::Deferred d = it->second;
     core->flushes.erase(it);
     core->update_ref(env);
-    if (m->kind == Message::kFlush) {
+    if (m->kind == Message::kExpertRecord) {
+      if (!m->record) {
+        d.Resolve(env.Null());
+        return;
+      }
+      const ExpertRecordDump& r = *m->record;
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("mode", expert_record_mode_name(r.mode));
+      o.Set("recording", r.recording);
+      o.Set("numLayers", r.num_layers);
+      o.Set("numExperts", r.num_experts);
+      o.Set("topK", r.top_k);
+      o.Set("numPasses", double(r.num_passes));
+      o.Set("logicalCount", to_array(env, r.logical_count));
+      o.Set("passIds", to_array(env, r.pass_ids));
+      o.Set("passCounts", to_array(env, r.pass_counts));
+      o.Set("passTokens", to_array(env, r.pass_tokens));
+      o.Set("topkIds", to_array(env, r.topk_ids));
+      d.Resolve(o);
+    } else if (m->kind == Message::kFlush) {
       d.Resolve(Napi::Boolean::New(env, m->flush_ok));
     } else {
       Napi::Object r = Napi::Object::New(env);

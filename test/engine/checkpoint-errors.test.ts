@@ -52,7 +52,7 @@ test('truncated file and corrupt header name the file', () => {
 });
 
 test('unknown architecture and bad config values', () => {
-  expectError(writeTinyModel({ config: { ...tinyConfig, architectures: ['FooForCausalLM'] } }), /config\.json: unknown architecture "FooForCausalLM" \(supported: LlamaForCausalLM, Qwen2ForCausalLM, LlamaForSequenceClassification, XLMRobertaForSequenceClassification\)/);
+  expectError(writeTinyModel({ config: { ...tinyConfig, architectures: ['FooForCausalLM'] } }), /config\.json: unknown architecture "FooForCausalLM" \(supported: LlamaForCausalLM, Qwen2ForCausalLM, Qwen2MoeForCausalLM, LlamaForSequenceClassification, XLMRobertaForSequenceClassification\)/);
   expectError(writeTinyModel({ config: { ...tinyConfig, hidden_size: undefined } }), /config\.json: missing or non-numeric "hidden_size"/);
   expectError(writeTinyModel({ config: { ...tinyConfig, rope_scaling: { rope_type: 'yarn', factor: 4 } } }), /unsupported rope type "yarn"/);
 });

@@ -46,7 +46,7 @@ function checkAgainstGolden(g: GoldenGenerate, rows: Float32Array[], label: stri
   }
 }
 
-for (const name of ['stories260k', 'qwen2-tiny']) {
+for (const name of ['stories260k', 'qwen2-tiny', 'qwen2-moe-tiny']) {
   const golden = loadGolden(name);
   for (const pageSize of [1, 16]) {
     test(`${name} (page size ${pageSize}): logprobs, logits and greedy ids match transformers`, () => {

@@ -22,6 +22,10 @@ export interface GoldenGenerate {
   greedy_logprobs: number[];
   greedy_top2_margin: number[];
   greedy_text?: string;
+  /** MoE fixtures: the experts chosen (softmax top-k order), [layer][prompt position][k]. */
+  prefill_router_topk?: number[][][];
+  /** MoE fixtures: per decode step (the steps consuming greedy_ids[0..22]), [step][layer][k]. */
+  decode_router_topk?: number[][][];
 }
 
 export interface Golden {
