@@ -8,6 +8,7 @@
 //
 // Usage: node dist/bench/encode-bench.js --model DIR --name NAME [--embedding] [--len 500] [--count 512]
 //        [--single 50] [--max-prefill-tokens 16384] [--device auto|cpu|cuda] [--no-overlap] (--count 0: latency only)
+import http from 'node:http';
 import { ServingEngine } from '../src/engine/engine.js';
 import { createGateway } from '../src/http/gateway.js';
 import { buildServerArgs, LocalRuntime } from '../src/runtime/local-runtime.js';
@@ -63,11 +64,20 @@ async function main(): Promise<void> {
   const info = engine.info;
   console.log(`# ${name}: ${info.architecture} (${info.poolingKind}) ${info.numLayers} layers on ${info.backend}, row width ${info.embeddingDim}`);
   const vocab = info.vocabSize;
-  const encode = async (ids: number[]) => {
-    const r = await fetch(`${base}/encode`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ input_ids: ids }) });
-    if (r.status !== 200) throw new Error(`/encode answered ${r.status}: ${await r.text()}`);
-    await r.arrayBuffer();
-  };
+  // node:http with keep-alive sockets, as a serving client would hold them (fetch costs ~0.5 ms more per
+  // request in this process: bench/encode-probe.ts).
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const encode = (ids: number[]) =>
+    new Promise<void>((resolve, reject) => {
+      const body = JSON.stringify({ input_ids: ids });
+      const req = http.request(`${base}/encode`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`/encode answered ${res.statusCode}: ${Buffer.concat(chunks).toString()}`))));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
   try {
     for (let i = 0; i < 3; i++) await encode(randomIds(vocab, len, 1000 + i)); // warm-up
     const lat: number[] = [];
@@ -91,6 +101,7 @@ async function main(): Promise<void> {
     const fwdTok = forwards.reduce((a, f) => a + f.tokens, 0);
     console.log(`ENC ${name}${noOverlap ? ' (no overlap)' : ''} batch ${count} x ${len} req_s ${(count / s).toFixed(1)} tok_s ${((count * len) / s).toFixed(0)} forward_tok_s ${(fwdTok / fwdS).toFixed(0)} steps ${forwards.length} wall_s ${s.toFixed(3)}`);
   } finally {
+    agent.destroy();
     await app.close();
     await runtime.close();
   }

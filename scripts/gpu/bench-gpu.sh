@@ -55,11 +55,13 @@ if [[ -z ${SGL_BENCH_SKIP_ENCODE:-} ]]; then
   mk gte-qwen2-1.5b-instruct test/fixtures/models/qwen2-tiny
   run node dist/bench/encode-bench.js --model "$models/gte-qwen2-1.5b-instruct" --name gte-qwen2-1.5b --embedding --device cuda --len 500 --count 512
   run node dist/bench/encode-bench.js --model "$models/gte-qwen2-1.5b-instruct" --name gte-qwen2-1.5b --embedding --device cuda --len 500 --count 512 --no-overlap
+  # where a single request's time goes beside the forward: engine alone, HTTP (node:http), HTTP (fetch)
+  run node dist/bench/encode-probe.js --model "$models/gte-qwen2-1.5b-instruct" --name gte-qwen2-1.5b --embedding --device cuda --len 500
   mk bge-reranker-v2-m3 test/fixtures/models/xlmr-reranker-tiny
   run node dist/bench/encode-bench.js --model "$models/bge-reranker-v2-m3" --name bge-reranker-v2-m3 --device cuda --len 500 --count 512
   run node dist/bench/encode-bench.js --model "$models/bge-reranker-v2-m3" --name bge-reranker-v2-m3 --device cuda --len 500 --count 0 --no-overlap
 fi
 echo
 echo "==== summary"
-grep -E "^(ATTN|SDPA|OPS|SAMPLE|E2E|ENC|HF) " "$log"
+grep -E "^(ATTN|SDPA|OPS|SAMPLE|E2E|ENC|PROBE|HF) " "$log"
 rm -f "$log"
