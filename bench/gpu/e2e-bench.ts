@@ -10,6 +10,8 @@
 // Usage: node dist/bench/gpu/e2e-bench.js --model DIR --name NAME [--batches 1,8,64,256] [--ctx 1024]
 //        [--out 128] [--prefill 4096] [--no-graph] [--no-overlap] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
 //        [--repetition-penalty R] (a filter or a penalty takes the rows off the whole-vocabulary path)
+//        [--expert-record MODE] (MoE models: launch with the expert distribution recorder in MODE and record
+//        through every measured round, to measure what recording costs)
 import { loadAddon, type NativeEngine, type NativeStepOutput } from '../../src/native/addon.js';
 
 function arg(name: string, dflt: string): string {
@@ -19,6 +21,7 @@ function arg(name: string, dflt: string): string {
 
 const modelPath = arg('model', '');
 const name = arg('name', 'model');
+const device = arg('device', 'cuda') as 'cpu' | 'cuda'; // cpu: a smoke run of the bench itself on a tiny model
 const batches = arg('batches', '1,8,64,256').split(',').map(Number);
 const ctx = Number(arg('ctx', '1024'));
 const outLen = Number(arg('out', '128'));
@@ -30,8 +33,9 @@ const topK = Number(arg('top-k', '-1'));
 const topP = Number(arg('top-p', '1'));
 const minP = Number(arg('min-p', '0'));
 const repetitionPenalty = Number(arg('repetition-penalty', '1'));
+const expertRecord = arg('expert-record', ''); // '' (off), stat, stat_approx, per_pass or per_token
 const filtered = topK > 0 || topP < 1 || minP > 0 || repetitionPenalty !== 1;
-const label = `${noGraph ? ' (no graphs)' : ''}${noOverlap ? ' (no overlap)' : ''}${process.env.SGL_PDL === '1' ? ' (PDL)' : ''}${temperature > 0 ? ` (sampled, T ${temperature}${filtered ? `, top_k ${topK}, top_p ${topP}, min_p ${minP}, rep ${repetitionPenalty}` : ''})` : ''}`;
+const label = `${noGraph ? ' (no graphs)' : ''}${noOverlap ? ' (no overlap)' : ''}${process.env.SGL_PDL === '1' ? ' (PDL)' : ''}${expertRecord ? ` (record ${expertRecord})` : ''}${temperature > 0 ? ` (sampled, T ${temperature}${filtered ? `, top_k ${topK}, top_p ${topP}, min_p ${minP}, rep ${repetitionPenalty}` : ''})` : ''}`;
 if (!modelPath) throw new Error('--model DIR is required');
 
 function randomPrompt(vocab: number, n: number, seed: number): Int32Array {
@@ -44,6 +48,9 @@ function randomPrompt(vocab: number, n: number, seed: number): Int32Array {
   return a;
 }
 
+// the recorder's engine call (src/native/addon.ts types it once the API lands there)
+interface ExpertRecording { expertRecord(op: 'start' | 'stop' | 'dump'): Promise<{ mode: string; numPasses: number; numLayers: number; logicalCount: Int32Array }> }
+
 interface Step { loopUs: number; forwardUs: number; scheduleUs: number; sampleUs: number; batchSize: number; numTokens: number }
 
 class Bench {
@@ -55,8 +62,9 @@ class Bench {
 
   constructor(maxRunning: number, chunk: number) {
     this.engine = new (loadAddon().NativeEngine)({
-      modelPath, numPages: 0, pageSize: 16, device: 'cuda', chunkedPrefillSize: chunk, maxPrefillTokens: Math.max(chunk, 16384),
+      modelPath, numPages: device === 'cpu' ? 4096 : 0, pageSize: 16, device, chunkedPrefillSize: chunk, maxPrefillTokens: Math.max(chunk, 16384),
       maxRunningRequests: maxRunning, disableRadixCache: true, disableCudaGraph: noGraph, disableOverlapSchedule: noOverlap, schedulePolicy: 'fcfs', randomSeed: 1,
+      ...(expertRecord ? { expertDistributionRecorderMode: expertRecord } : {}),
       onStep: (o) => this.onStep(o),
     });
     this.vocab = this.engine.info().vocabSize;
@@ -80,35 +88,67 @@ class Bench {
   }
 }
 
+// One measured round: B requests at once; returns the steps that only decode B rows.
+async function decodeRound(bench: Bench, B: number, seed: number, rid: { next: number }): Promise<Step[]> {
+  bench.steps = [];
+  await Promise.all(Array.from({ length: B }, (_, i) => bench.run(rid.next++, randomPrompt(bench.vocab, ctx, seed * 7919 + i), outLen)));
+  return bench.steps.filter((s) => s.batchSize === B && s.numTokens === B);
+}
+
+function report(tag: string, B: number, decode: Step[]): void {
+  const tokens = decode.reduce((a, s) => a + s.batchSize, 0);
+  const loopS = decode.reduce((a, s) => a + s.loopUs, 0) / 1e6;
+  const fwdS = decode.reduce((a, s) => a + s.forwardUs, 0) / 1e6;
+  const mean = (f: (s: Step) => number) => (decode.reduce((a, s) => a + f(s), 0) / Math.max(1, decode.length)).toFixed(0);
+  const v = decode.map((s) => s.loopUs).sort((x, y) => x - y);
+  const p50 = v.length ? v[Math.floor(v.length / 2)]! : NaN;
+  console.log(`E2E ${name}${tag} decode B ${B} ctx ${ctx} tok_s ${(tokens / loopS).toFixed(0)} forward_tok_s ${(tokens / fwdS).toFixed(0)} p50_tok_s ${(B / (p50 / 1e6)).toFixed(0)} steps ${decode.length} us_loop ${mean((s) => s.loopUs)} us_forward ${mean((s) => s.forwardUs)} us_schedule ${mean((s) => s.scheduleUs)} us_sample ${mean((s) => s.sampleUs)}`);
+}
+
 async function main(): Promise<void> {
   const maxB = Math.max(...batches);
   const bench = new Bench(maxB, Math.max(8192, prefill));
   const info = bench.engine.info();
   console.log(`# ${name}: ${info.architecture} ${info.numLayers} layers on ${info.backend}, KV pool ${info.numPages * info.pageSize} tokens`);
-  let rid = 1;
-  await bench.run(rid++, randomPrompt(bench.vocab, 64, 99), 8); // warm-up
+  const rec = bench.engine as unknown as ExpertRecording;
+  // With --expert-record the same engine alternates rounds without and with recording (off, on, off, on), so
+  // that both sides see the same warm state; each side's line pools its two rounds.
+  const variants: Array<'plain' | 'off' | 'on'> = expertRecord ? ['off', 'on', 'off', 'on'] : ['plain'];
+  const tagOf = (v: 'plain' | 'off' | 'on') => (v === 'plain' ? label : `${label.replace(` (record ${expertRecord})`, '')} (record ${v === 'on' ? expertRecord : 'off'})`);
+  const rid = { next: 1 };
+  await bench.run(rid.next++, randomPrompt(bench.vocab, 64, 99), 8); // warm-up
+  let seed = 1;
   for (const B of batches) {
-    // A first round of the same shape captures the CUDA graphs of this batch size and context bucket and
-    // sizes the buffers, so that no capture (milliseconds) lands in the ~30 measured steps of B 256.
-    await Promise.all(Array.from({ length: B }, (_, i) => bench.run(rid++, randomPrompt(bench.vocab, ctx, rid * 13 + i), outLen)));
-    bench.steps = [];
-    await Promise.all(Array.from({ length: B }, (_, i) => bench.run(rid++, randomPrompt(bench.vocab, ctx, rid * 7 + i), outLen)));
-    const decode = bench.steps.filter((s) => s.batchSize === B && s.numTokens === B);
-    const tokens = decode.reduce((a, s) => a + s.batchSize, 0);
-    const loopS = decode.reduce((a, s) => a + s.loopUs, 0) / 1e6;
-    const fwdS = decode.reduce((a, s) => a + s.forwardUs, 0) / 1e6;
-    const mean = (f: (s: Step) => number) => (decode.reduce((a, s) => a + f(s), 0) / Math.max(1, decode.length)).toFixed(0);
-    const median = (f: (s: Step) => number) => {
-      const v = decode.map(f).sort((x, y) => x - y);
-      return v.length ? v[Math.floor(v.length / 2)]! : NaN;
-    };
-    console.log(`E2E ${name}${label} decode B ${B} ctx ${ctx} tok_s ${(tokens / loopS).toFixed(0)} forward_tok_s ${(tokens / fwdS).toFixed(0)} p50_tok_s ${(B / (median((s) => s.loopUs) / 1e6)).toFixed(0)} steps ${decode.length} us_loop ${mean((s) => s.loopUs)} us_forward ${mean((s) => s.forwardUs)} us_schedule ${mean((s) => s.scheduleUs)} us_sample ${mean((s) => s.sampleUs)}`);
+    // A first round of the same shape (of each variant) captures the CUDA graphs of this batch size and
+    // context bucket and sizes the buffers, so that no capture (milliseconds) lands in the measured steps.
+    for (const v of new Set(variants)) {
+      if (v === 'on') await rec.expertRecord('start');
+      await decodeRound(bench, B, seed++, rid);
+      if (v === 'on') await rec.expertRecord('stop');
+    }
+    const steps = new Map<string, Step[]>();
+    for (const v of variants) {
+      if (v === 'on') await rec.expertRecord('start');
+      const d = await decodeRound(bench, B, seed++, rid);
+      if (v === 'on') await rec.expertRecord('stop');
+      steps.set(v, [...(steps.get(v) ?? []), ...d]);
+    }
+    for (const [v, d] of steps) report(tagOf(v as 'plain' | 'off' | 'on'), B, d);
   }
-  for (let rep = 0; rep < 2; rep++) {
-    bench.steps = [];
-    await bench.run(rid++, randomPrompt(bench.vocab, prefill, 1000 + rep), 1);
-    const s = bench.steps.find((x) => x.numTokens === prefill);
-    if (s && rep === 1) console.log(`E2E ${name} prefill ${prefill} tok_s ${(prefill / (s.forwardUs / 1e6)).toFixed(0)} loop_tok_s ${(prefill / (s.loopUs / 1e6)).toFixed(0)}`);
+  for (const v of new Set(variants)) {
+    if (v === 'on') await rec.expertRecord('start');
+    for (let rep = 0; rep < 2; rep++) {
+      bench.steps = [];
+      await bench.run(rid.next++, randomPrompt(bench.vocab, prefill, 1000 + seed++), 1);
+      const s = bench.steps.find((x) => x.numTokens === prefill);
+      if (s && rep === 1) console.log(`E2E ${name}${tagOf(v)} prefill ${prefill} tok_s ${(prefill / (s.forwardUs / 1e6)).toFixed(0)} loop_tok_s ${(prefill / (s.loopUs / 1e6)).toFixed(0)}`);
+    }
+    if (v === 'on') await rec.expertRecord('stop');
+  }
+  if (expertRecord) {
+    const d = await rec.expertRecord('dump');
+    const total = d.logicalCount.reduce((a, x) => a + x, 0);
+    console.log(`# expert record ${d.mode}: ${d.numPasses} passes, ${total} (token, expert) choices counted over ${d.numLayers} layers`);
   }
   await bench.engine.close();
 }

@@ -18,8 +18,16 @@ ap.add_argument("--ctx", type=int, default=1024)
 ap.add_argument("--prefill", type=int, default=4096)
 a = ap.parse_args()
 
-model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16, attn_implementation="sdpa").cuda().eval()
+# loaded straight onto the GPU (the MoE shape is 28.6 GB: no host copy first)
+try:
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16, attn_implementation="sdpa",
+                                                 device_map="cuda").eval()
+except (ImportError, ValueError):  # device_map needs accelerate where transformers asks for it
+    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16, attn_implementation="sdpa").cuda().eval()
 V = model.config.vocab_size
+impl = getattr(model.config, "_experts_implementation", None)
+if getattr(model.config, "num_experts", None):
+    print(f"# {a.name}: transformers {__import__('transformers').__version__}, experts implementation {impl}", flush=True)
 
 
 def timed(fn, reps):

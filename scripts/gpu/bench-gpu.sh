@@ -8,15 +8,21 @@
 #   SGL_BENCH_QUICK=1: only the Qwen2.5-0.5B engine runs (greedy, whole-vocabulary sampling, filtered sampling),
 #   plus the sample_rows benchmark and the pooled models; no other kernel benchmarks, no transformers
 #   reference, no 8B (a short device budget)
+#   SGL_BENCH_SKIP_MOE=1 (skip Qwen1.5-MoE-A2.7B: 28.6 GB of random weights, needs ~32 GB of free disk)
+#   SGL_BENCH_ONLY=moe,encode (a comma list of sections to run alone: kernels, sampling, qwen05, llama8b,
+#   encode, moe)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 models=${SGL_BENCH_MODELS:-/tmp/sgl-models}
+mkdir -p "$models"
 log=$(mktemp)
 exe() { ls build/$1 build/Release/$1 2>/dev/null | head -1; }
 run() { echo "\$ $*" >&2; "$@" 2>&1 | tee -a "$log"; }
 
 quick=${SGL_BENCH_QUICK:-}
-if [[ -z $quick ]]; then
+only=${SGL_BENCH_ONLY:-}
+want() { [[ -z $only || ,$only, == *,$1,* ]]; }  # want SECTION: run it (all run when SGL_BENCH_ONLY is unset)
+if [[ -z $quick ]] && want kernels; then
   [[ -n $(exe attention_bench) ]] && run "$(exe attention_bench)"
   # the prefill tile sweep (cuda/attention_prefill.cu SGL_PREFILL_VARIANT; 0 is the default run above)
   for v in 1 2 3; do
@@ -26,13 +32,14 @@ if [[ -z $quick ]]; then
   [[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)"
 fi
 # sample_rows (top-k / top-p / min-p / penalties / logprobs finished on the GPU), quick mode included
-[[ -n $(exe sampling_bench) ]] && run "$(exe sampling_bench)"
+want sampling && [[ -n $(exe sampling_bench) ]] && run "$(exe sampling_bench)"
 
 mk() {  # mk SHAPE [TOKENIZER_DIR]
   [[ -f $models/$1/config.json ]] || python3 bench/make_random_model.py --shape "$1" --out "$models/$1" --device cuda ${2:+--tokenizer-dir "$2"} >&2
 }
-mk qwen2.5-0.5b-instruct
 q05=(node dist/bench/gpu/e2e-bench.js --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --ctx 1024)
+if want qwen05; then
+mk qwen2.5-0.5b-instruct
 if [[ -z $quick ]]; then
   run "${q05[@]}" --batches 1,8,64,256 --out 128 --prefill 4096
   run "${q05[@]}" --batches 1,64 --out 64 --prefill 1024 --no-graph
@@ -45,13 +52,14 @@ fi
 # top-k / top-p / min-p and a penalty: the rows the whole-vocabulary path cannot take
 run "${q05[@]}" --batches 1,256 --out 64 --prefill 1024 --temperature 0.8 --top-k 50 --top-p 0.9 --min-p 0.02 --repetition-penalty 1.1
 [[ -z $quick ]] && run python3 bench/gpu/hf_ref.py --model "$models/qwen2.5-0.5b-instruct" --name qwen2.5-0.5b --batches 1,8,64,256 --ctx 1024 --prefill 4096
-if [[ -z ${SGL_BENCH_SKIP_8B:-} && -z $quick ]]; then
+fi
+if [[ -z ${SGL_BENCH_SKIP_8B:-} && -z $quick ]] && want llama8b; then
   mk llama-3.1-8b
   run node dist/bench/gpu/e2e-bench.js --model "$models/llama-3.1-8b" --name llama-3.1-8b --batches 1 --ctx 1024 --out 64 --prefill 4096
   run python3 bench/gpu/hf_ref.py --model "$models/llama-3.1-8b" --name llama-3.1-8b --batches 1 --ctx 1024 --prefill 4096
 fi
 # pooled models over HTTP (/encode): a 500-token request alone, and 512 of them at once
-if [[ -z ${SGL_BENCH_SKIP_ENCODE:-} ]]; then
+if [[ -z ${SGL_BENCH_SKIP_ENCODE:-} ]] && want encode; then
   mk gte-qwen2-1.5b-instruct test/fixtures/models/qwen2-tiny
   run node dist/bench/encode-bench.js --model "$models/gte-qwen2-1.5b-instruct" --name gte-qwen2-1.5b --embedding --device cuda --len 500 --count 512
   run node dist/bench/encode-bench.js --model "$models/gte-qwen2-1.5b-instruct" --name gte-qwen2-1.5b --embedding --device cuda --len 500 --count 512 --no-overlap
@@ -61,7 +69,21 @@ if [[ -z ${SGL_BENCH_SKIP_ENCODE:-} ]]; then
   run node dist/bench/encode-bench.js --model "$models/bge-reranker-v2-m3" --name bge-reranker-v2-m3 --device cuda --len 500 --count 512
   run node dist/bench/encode-bench.js --model "$models/bge-reranker-v2-m3" --name bge-reranker-v2-m3 --device cuda --len 500 --count 0 --no-overlap
 fi
+# MoE (Qwen1.5-MoE-A2.7B shape): decode at B 1 and 64, prefill 4096, each with the expert distribution
+# recorder off and on in the same engine (alternating rounds), and the same forward in transformers
+if [[ -z ${SGL_BENCH_SKIP_MOE:-} ]] && want moe; then
+  free_gb=$(df -Pk "$models" 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}')
+  if [[ -f $models/qwen1.5-moe-a2.7b/config.json || ${free_gb:-0} -ge 32 ]]; then
+    mk qwen1.5-moe-a2.7b test/fixtures/models/qwen2-tiny
+    moe=(node dist/bench/gpu/e2e-bench.js --model "$models/qwen1.5-moe-a2.7b" --name qwen1.5-moe-a2.7b --batches 1,64 --ctx 1024 --out 64 --prefill 4096)
+    run "${moe[@]}" --expert-record stat
+    [[ -z $quick ]] && run "${moe[@]}" --expert-record per_token
+    run python3 bench/gpu/hf_ref.py --model "$models/qwen1.5-moe-a2.7b" --name qwen1.5-moe-a2.7b --batches 1,64 --ctx 1024 --prefill 4096
+  else
+    echo "MoE section skipped: ${free_gb:-?} GB free under $models, the model needs ~32 GB" | tee -a "$log"
+  fi
+fi
 echo
 echo "==== summary"
-grep -E "^(ATTN|SDPA|OPS|SAMPLE|E2E|ENC|PROBE|HF) " "$log"
+grep -E "^(ATTN|SDPA|OPS|SAMPLE|E2E|ENC|PROBE|HF|MoE) " "$log"
 rm -f "$log"

