@@ -102,6 +102,8 @@ function report(tag: string, B: number, decode: Step[]): void {
   const mean = (f: (s: Step) => number) => (decode.reduce((a, s) => a + f(s), 0) / Math.max(1, decode.length)).toFixed(0);
   const v = decode.map((s) => s.loopUs).sort((x, y) => x - y);
   const p50 = v.length ? v[Math.floor(v.length / 2)]! : NaN;
+  // the step times in order (a slow step's place says what it is: the first decode step, a capture, ...)
+  console.log(`# ${name}${tag} B ${B} us_loop/us_forward per step: ${decode.map((s) => `${s.loopUs.toFixed(0)}/${s.forwardUs.toFixed(0)}`).join(' ')}`);
   console.log(`E2E ${name}${tag} decode B ${B} ctx ${ctx} tok_s ${(tokens / loopS).toFixed(0)} forward_tok_s ${(tokens / fwdS).toFixed(0)} p50_tok_s ${(B / (p50 / 1e6)).toFixed(0)} steps ${decode.length} us_loop ${mean((s) => s.loopUs)} us_forward ${mean((s) => s.forwardUs)} us_schedule ${mean((s) => s.scheduleUs)} us_sample ${mean((s) => s.sampleUs)}`);
 }
 
