@@ -1,5 +1,7 @@
 // SGLang's engine flags (launch_server names) → ServingEngineOptions. Shared by every entry point.
 import type { ServingEngineOptions } from '../engine/engine.js';
+import { EXPERT_RECORDER_MODES } from '../engine/engine-options.js';
+import type { ExpertRecorderMode } from '../native/addon.js';
 
 export interface FlagSpec {
   flag: string;
@@ -32,6 +34,19 @@ export const ENGINE_FLAGS: readonly FlagSpec[] = [
   { flag: '--disable-overlap-schedule', kind: 'bool', help: 'plan each step only after the previous one finished (default: step n+1 is prepared while step n runs)', apply: (o, v) => (o.disableOverlapSchedule = v as boolean) },
   { flag: '--disable-cuda-graph', kind: 'bool', help: 'GPU: run every step eagerly (no CUDA graphs)', apply: (o, v) => (o.disableCudaGraph = v as boolean) },
   { flag: '--random-seed', kind: 'int', help: 'seed of requests without sampling_seed (default random)', apply: (o, v) => (o.randomSeed = v as number) },
+  {
+    flag: '--expert-distribution-recorder-mode', kind: 'choice', choices: EXPERT_RECORDER_MODES,
+    help: 'MoE models: record the experts chosen, for /start|stop|dump_expert_distribution_record (stat, stat_approx, per_pass or per_token; default off)',
+    apply: (o, v) => (o.expertDistributionRecorderMode = v as ExpertRecorderMode),
+  },
+  {
+    flag: '--expert-distribution-recorder-buffer-size', kind: 'int',
+    help: 'forward passes the expert distribution record keeps (default 1000; negative: all)',
+    apply: (o, v) => {
+      if (v === 0) throw new Error('--expert-distribution-recorder-buffer-size must be positive, or negative for no limit, got 0');
+      o.expertDistributionRecorderBufferSize = v as number;
+    },
+  },
 ];
 
 /** The environment variable that also sets a flag: --max-total-tokens → SGL_MAX_TOTAL_TOKENS. */

@@ -2,6 +2,10 @@
 // comments and the defaults chosen for the CPU backend where SGLang's assume a GPU.
 import { builtinModelDir } from './builtin-model.js';
 import type { StepTiming } from './engine-output.js';
+import type { ExpertRecorderMode } from '../native/addon.js';
+
+/** SGLang's --expert-distribution-recorder-mode choices (server_args.py). */
+export const EXPERT_RECORDER_MODES: readonly ExpertRecorderMode[] = ['stat', 'stat_approx', 'per_pass', 'per_token'];
 
 export interface ServingEngineOptions {
   /** --model-path: a Hugging Face model directory. Default: the built-in stories260k. */
@@ -58,6 +62,17 @@ export interface ServingEngineOptions {
    * against the checkpoint there).
    */
   dtype?: EngineDtype;
+  /**
+   * --expert-distribution-recorder-mode (MoE models): 'stat' / 'stat_approx' (per-layer, per-expert token
+   * counts; stat_approx counts exactly, as stat), 'per_pass' (also each forward pass's counts) or 'per_token'
+   * (also each token's chosen experts). Default none: the recorder endpoints answer 400.
+   */
+  expertDistributionRecorderMode?: ExpertRecorderMode | null;
+  /**
+   * --expert-distribution-recorder-buffer-size: the record keeps the last N recorded forward passes (default
+   * 1000, as SGLang); a negative value keeps all of them (reported as -1).
+   */
+  expertDistributionRecorderBufferSize?: number;
   /** Called after every engine step with where its time went (benchmarks). */
   onStepTiming?: (t: StepTiming) => void;
 }
@@ -71,8 +86,10 @@ export function isFloat32Dtype(d: string): boolean {
   return d === 'float32' || d === 'float';
 }
 
-export type ResolvedEngineOptions = Required<Omit<ServingEngineOptions, 'randomSeed' | 'onStepTiming' | 'tokenizerPath' | 'device'>> & {
+export type ResolvedEngineOptions = Required<Omit<ServingEngineOptions, 'randomSeed' | 'onStepTiming' | 'tokenizerPath' | 'device' | 'expertDistributionRecorderMode'>> & {
   tokenizerPath: string;
+  /** null: no recorder. */
+  expertDistributionRecorderMode: ExpertRecorderMode | null;
   randomSeed: number | undefined;
   onStepTiming: ((t: StepTiming) => void) | undefined;
   /** The device chosen ('auto' resolved). */
@@ -92,6 +109,7 @@ export const ENGINE_DEFAULTS = {
   cudaGraphMaxBs: 256,
   disableRadixCache: false,
   schedulePolicy: 'fcfs',
+  expertDistributionRecorderBufferSize: 1000,
 } as const;
 
 function positiveInt(name: string, v: number): number {
@@ -128,6 +146,15 @@ export function resolveEngineOptions(opts: ServingEngineOptions = {}, cudaAvaila
   if (opts.randomSeed !== undefined && !Number.isSafeInteger(opts.randomSeed)) throw new RangeError(`randomSeed must be an integer, got ${opts.randomSeed}`);
   const dtype = opts.dtype ?? 'auto';
   if (!(ENGINE_DTYPES as readonly string[]).includes(dtype)) throw new RangeError(`dtype must be one of ${ENGINE_DTYPES.join(', ')}, got ${String(dtype)}`);
+  const recorderMode = opts.expertDistributionRecorderMode ?? null;
+  if (recorderMode !== null && !EXPERT_RECORDER_MODES.includes(recorderMode)) {
+    throw new RangeError(`expertDistributionRecorderMode must be one of ${EXPERT_RECORDER_MODES.join(', ')}, got ${String(recorderMode)}`);
+  }
+  let recorderBuffer = opts.expertDistributionRecorderBufferSize ?? ENGINE_DEFAULTS.expertDistributionRecorderBufferSize;
+  if (!Number.isInteger(recorderBuffer) || recorderBuffer === 0) {
+    throw new RangeError(`expertDistributionRecorderBufferSize must be a positive integer, or negative for no limit, got ${recorderBuffer}`);
+  }
+  if (recorderBuffer < 0) recorderBuffer = -1; // SGLang: any negative size is an unbounded buffer
   return {
     modelPath,
     tokenizerPath: opts.tokenizerPath ?? modelPath,
@@ -150,6 +177,8 @@ export function resolveEngineOptions(opts: ServingEngineOptions = {}, cudaAvaila
     disableRadixCache: opts.disableRadixCache ?? ENGINE_DEFAULTS.disableRadixCache,
     schedulePolicy,
     randomSeed: opts.randomSeed,
+    expertDistributionRecorderMode: recorderMode,
+    expertDistributionRecorderBufferSize: recorderBuffer,
     onStepTiming: opts.onStepTiming,
   };
 }

@@ -35,6 +35,7 @@ import {
   type ModelInfo,
   type NativeEngine,
   type NativeEngineStats,
+  type NativeExpertRecord,
   type NativeRequest,
   type NativeStepOutput,
 } from '../native/addon.js';
@@ -153,6 +154,7 @@ export class ServingEngine {
   private readonly tokenTexts = new Map<number, string>();
   private readonly host: SampleHost;
   private readonly pooled: PooledRequests;
+  private expertRecording = false; // the expert distribution recorder's state (start / stop)
 
   private constructor(native: NativeEngine, tokenizer: TextTokenizer, options: ResolvedEngineOptions) {
     this.native = native;
@@ -199,6 +201,9 @@ export class ServingEngine {
       isEmbedding: options.isEmbedding,
       dtype: options.dtype,
       ...(options.randomSeed !== undefined ? { randomSeed: options.randomSeed } : {}),
+      ...(options.expertDistributionRecorderMode !== null
+        ? { expertDistributionRecorderMode: options.expertDistributionRecorderMode, expertDistributionRecorderBufferSize: options.expertDistributionRecorderBufferSize }
+        : {}),
       onStep: (out) => {
         if (engine) engine.onStep(out);
         else pending.push(out);
@@ -409,6 +414,30 @@ export class ServingEngine {
   /** Empties the radix cache; false (nothing done) while requests wait or run. */
   flushCache(): Promise<boolean> {
     return this.native.flushCache();
+  }
+
+  /**
+   * The expert distribution recorder (--expert-distribution-recorder-mode): 'start' clears the record and
+   * records, 'stop' stops recording and keeps the record. Throws (synchronously) the addon's "expert
+   * distribution recording is off: ..." Error when the engine was created without a recorder mode.
+   */
+  expertRecord(op: 'start' | 'stop'): Promise<null> {
+    if (this.closing) throw new Error('the engine is closed');
+    const p = this.native.expertRecord(op);
+    this.expertRecording = op === 'start';
+    return p;
+  }
+
+  /**
+   * The record, then cleared, as SGLang's dump_record does (dump, then _reset: the recording state stays).
+   * The dump and the clearing are queued together, so that they run between the same two engine steps.
+   */
+  expertRecordDump(): Promise<NativeExpertRecord> {
+    if (this.closing) throw new Error('the engine is closed');
+    const dump = this.native.expertRecord('dump');
+    // The native 'start' clears and records; a recorder that was stopped is stopped again right after.
+    const clear = [this.native.expertRecord('start'), ...(this.expertRecording ? [] : [this.native.expertRecord('stop')])];
+    return Promise.all([dump, ...clear]).then(([d]) => d);
   }
 
   stats(): ServingEngineStats {

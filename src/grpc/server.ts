@@ -16,6 +16,7 @@ import {
   detokenizeResponseCodec,
   encodeItem,
   encodeShape,
+  expertDistributionResponseCodec,
   generateRequestCodec,
   listModelsCodec,
   modelInfoCodec,
@@ -141,6 +142,9 @@ export async function startGrpcServer(runtime: RuntimeService, opts: GrpcServerO
     GetLoad: unary(async () => ({ load: toProtoStruct(await runtime.getLoad()) })),
     ListModels: unary(async () => listModelsCodec.encode(await runtime.listModels())),
     Metrics: unary(async () => ({ text: await runtime.metrics() })),
+    StartExpertDistributionRecord: unary(async () => expertDistributionResponseCodec.encode(await runtime.expertDistributionRecord('start'))),
+    StopExpertDistributionRecord: unary(async () => expertDistributionResponseCodec.encode(await runtime.expertDistributionRecord('stop'))),
+    DumpExpertDistributionRecord: unary(async () => expertDistributionResponseCodec.encode(await runtime.expertDistributionRecord('dump'))),
   });
 
   // grpc.health.v1: '' (the whole server) and the Runtime service, NOT_SERVING until runtime.ready().

@@ -8,6 +8,7 @@ import {
   type DetokenizeReq,
   type EmbeddingsReq,
   type EncodeReq,
+  type ExpertDistributionOp,
   type RerankReq,
   type RuntimeService,
   type ScoreReq,
@@ -24,6 +25,17 @@ const healthCheckTimeoutMs = (): number => {
 
 const FLUSH_CACHE_TEXT =
   'Cache flushed.\nPlease check backend logs for more details. (When there are running or waiting requests, the operation will not be performed.)\n';
+
+/**
+ * Whether a client asked for JSON instead of SGLang's plain text (an extension: SGLang always answers text):
+ * `?format=json`, or `application/json` in Accept (not a bare wildcard).
+ */
+function wantsJson(request: FastifyRequest): boolean {
+  const q = (request.query as Record<string, unknown>).format;
+  if (q !== undefined) return q === 'json';
+  const accept = String(request.headers.accept ?? '').toLowerCase();
+  return accept.split(',').some((part) => part.split(';', 1)[0]!.trim() === 'application/json');
+}
 
 /** SGLang's validate_json_request dependency (the OpenAI-style routes: tokenize, detokenize, score). */
 async function requireJson(request: FastifyRequest): Promise<void> {
@@ -99,6 +111,19 @@ export function registerRoutes(app: FastifyInstance, runtime: RuntimeService, op
     await runtime.abortRequest(body);
     return reply.code(200).send();
   });
+
+  // The expert distribution recorder (MoE models; src/runtime/expert-distribution.ts): GET or POST, SGLang's
+  // text bodies; with ?format=json or Accept: application/json, {"message", "record"} (the record on dump).
+  // Without --expert-distribution-recorder-mode: 400 {"error": {"message": ...}}.
+  for (const op of ['start', 'stop', 'dump'] as const satisfies readonly ExpertDistributionOp[]) {
+    const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+      const res = await runtime.expertDistributionRecord(op);
+      if (wantsJson(request)) return reply.send({ message: res.message.trimEnd(), ...(res.record !== undefined ? { record: res.record } : {}) });
+      return reply.type('text/plain; charset=utf-8').send(res.message);
+    };
+    app.get(`/${op}_expert_distribution_record`, handler);
+    app.post(`/${op}_expert_distribution_record`, handler);
+  }
 
   // SGLang answers a list with one GetLoadReqOutput per DP rank.
   app.get('/get_load', async () => {

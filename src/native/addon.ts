@@ -30,6 +30,12 @@ export interface ModelInfo {
   /** Width of a pooled row: hiddenSize ('embedding'), numLabels ('classify' / 'rerank'); 0 for 'none'. */
   embeddingDim: number;
   contextLength: number;
+  /** MoE models: routed experts per MoE layer (config num_experts); 0 for dense models. */
+  numExperts: number;
+  /** MoE models: experts chosen per token (config num_experts_per_tok). */
+  numExpertsPerTok: number;
+  /** The layers whose MLP is a sparse MoE block (empty for dense models). */
+  moeLayerIds: number[];
   bosTokenId: number; // -1 when absent
   padTokenId: number; // -1 when absent
   eosTokenIds: number[];
@@ -88,6 +94,14 @@ export interface NativeEngineOptions {
    * classifiers (numLabels > 0) are pooled models whether or not it is set.
    */
   isEmbedding?: boolean;
+  /**
+   * SGLang's --expert-distribution-recorder-mode: 'stat', 'stat_approx' (counted as stat), 'per_pass' or
+   * 'per_token' (TypeError otherwise). Absent: no recorder, and expertRecord throws. Typed as a string: the
+   * addon checks it.
+   */
+  expertDistributionRecorderMode?: ExpertRecorderMode | string;
+  /** SGLang's --expert-distribution-recorder-buffer-size: forward passes kept (default 1000), -1 all. */
+  expertDistributionRecorderBufferSize?: number;
   /** Called on the JS thread once per engine step that produced events (and once on a fatal error). */
   onStep: (out: NativeStepOutput) => void;
 }
@@ -179,6 +193,35 @@ export interface NativeEngineStats {
   steps: number; // forwards run
 }
 
+/** SGLang's expert distribution recorder modes (--expert-distribution-recorder-mode). */
+export type ExpertRecorderMode = 'stat' | 'stat_approx' | 'per_pass' | 'per_token';
+
+/**
+ * NativeEngine.expertRecord('dump') (addon/engine/expert_recorder.h): the record over the window of the last
+ * buffer-size recorded forward passes. L = numLayers (every layer of the model; dense layers count 0),
+ * E = numExperts, K = topK, P = numPasses.
+ */
+export interface NativeExpertRecord {
+  mode: ExpertRecorderMode;
+  /** Whether the recorder was recording when the dump was taken. */
+  recording: boolean;
+  numLayers: number;
+  numExperts: number;
+  topK: number;
+  /** Recorded forward passes in the window. */
+  numPasses: number;
+  /** [L * E] tokens routed to each (layer, expert), summed over the window. */
+  logicalCount: Int32Array;
+  /** [P] per_pass / per_token: each pass's forward pass id, ascending (empty in the stat modes). */
+  passIds: Float64Array;
+  /** [P * L * E] per_pass / per_token: each pass's counts. */
+  passCounts: Int32Array;
+  /** [P] per_token: tokens in each pass (empty otherwise). */
+  passTokens: Int32Array;
+  /** per_token: per pass [L, T_p, K] chosen expert ids, the passes concatenated (empty otherwise). */
+  topkIds: Int32Array;
+}
+
 export interface NativeEngine {
   info(): ModelInfo;
   /**
@@ -197,6 +240,15 @@ export interface NativeEngine {
    * on any load error, keeping the served weights. The radix cache starts empty afterwards.
    */
   updateWeights(modelPath: string): Promise<{ success: boolean; message: string }>;
+  /**
+   * The expert distribution recorder, run on the engine thread between steps, in call order: 'start' clears
+   * the record and records, 'stop' keeps it (both resolve null), 'dump' resolves the record (and keeps it).
+   * Throws Error("expert distribution recording is off: launch with --expert-distribution-recorder-mode ...")
+   * synchronously when the engine has no recorder mode, TypeError for another op.
+   */
+  expertRecord(op: 'start' | 'stop'): Promise<null>;
+  expertRecord(op: 'dump'): Promise<NativeExpertRecord>;
+  expertRecord(op: 'start' | 'stop' | 'dump'): Promise<NativeExpertRecord | null>;
   /** A snapshot taken after the last step (thread-safe). */
   stats(): NativeEngineStats;
   /** Aborts everything (abort events are delivered first), joins the engine thread, frees the model. */

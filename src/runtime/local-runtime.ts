@@ -22,6 +22,7 @@ import { normalizeGenerateRequest, type NormalizedGenerate, type NormalizedInput
 import * as pooled from './pooled-endpoints.js';
 import { RuntimeMetrics, type EngineLoad } from './metrics.js';
 import { isInt, pyRepr, pyTypeName } from './py-format.js';
+import { EXPERT_DISTRIBUTION_MESSAGES, expertDistributionDir, expertRecordFromNative, writeExpertDistributionFiles } from './expert-distribution.js';
 import {
   RuntimeError,
   type AbortReq,
@@ -31,6 +32,8 @@ import {
   type EmbeddingsResp,
   type EncodeOutput,
   type EncodeReq,
+  type ExpertDistributionOp,
+  type ExpertDistributionRecordResp,
   type GenerateItem,
   type GenerateOutput,
   type GenerateReqInput,
@@ -132,6 +135,8 @@ export function buildServerArgs(engine: ServingEngine, o: ServerArgsOptions): Re
     log_level: o.logLevel ?? 'info',
     api_key: o.apiKey ? '<redacted>' : null,
     enable_metrics: o.enableMetrics ?? false,
+    expert_distribution_recorder_mode: opt.expertDistributionRecorderMode,
+    expert_distribution_recorder_buffer_size: opt.expertDistributionRecorderBufferSize,
   };
 }
 
@@ -566,6 +571,41 @@ export class LocalRuntime implements RuntimeService {
     if (req.rid !== undefined && req.rid !== null && typeof req.rid !== 'string') throw new RuntimeError(400, "'rid' must be a string.", 'openai');
     if (req.abort_all === true) this.engine.abortAll();
     else if (typeof req.rid === 'string' && req.rid !== '') this.engine.abort(req.rid); // unknown rids are ignored, as SGLang does
+  }
+
+  /**
+   * SGLang's expert distribution recorder (eplb/expert_distribution.py, see expert-distribution.ts): start
+   * clears and records, stop stops, dump writes the record's files, returns it and clears it. Without
+   * --expert-distribution-recorder-mode: 400 {"error": {"message": ...}} (SGLang's scheduler raises there).
+   */
+  async expertDistributionRecord(op: ExpertDistributionOp): Promise<ExpertDistributionRecordResp> {
+    if (this.closed) throw new RuntimeError(503, 'The server is shutting down.');
+    if (op !== 'start' && op !== 'stop' && op !== 'dump') throw new RuntimeError(400, `Unrecognized expert distribution action: ${String(op)}.`);
+    const off = (err: unknown): unknown =>
+      err instanceof Error && err.message.startsWith('expert distribution recording is off') ? new RuntimeError(400, err.message, 'error') : requestError(err);
+    const message = EXPERT_DISTRIBUTION_MESSAGES[op];
+    if (op !== 'dump') {
+      try {
+        await this.engine.expertRecord(op);
+      } catch (err) {
+        throw off(err);
+      }
+      return { message };
+    }
+    let raw;
+    try {
+      raw = await this.engine.expertRecordDump();
+    } catch (err) {
+      throw off(err);
+    }
+    const record = expertRecordFromNative(raw, this.engine.info.moeLayerIds, this.engine.options.expertDistributionRecorderBufferSize);
+    const dir = expertDistributionDir();
+    try {
+      record.files = await writeExpertDistributionFiles(record, dir);
+    } catch (err) {
+      throw new RuntimeError(500, `Failed to write the expert distribution record to ${dir}: ${(err as Error).message}`);
+    }
+    return { message, record };
   }
 
   /** One DP rank's GetLoadReqOutput (the gateway answers SGLang's list of them). */

@@ -18,6 +18,7 @@ import type {
   EmbeddingsResp,
   EncodeOutput,
   EncodeReq,
+  ExpertDistributionRecordResp,
   GenerateItem,
   GenerateOutput,
   GenerateReqInput,
@@ -518,6 +519,40 @@ const modelCardCodec = new ObjectCodec<Record<string, unknown>>([
 export const listModelsCodec = new ObjectCodec<Record<string, unknown>>([
   one('object', str),
   one('data', list(message(modelCardCodec), 'items')),
+]);
+
+// ---- expert distribution recorder
+
+const int32Matrix = list(int32List, 'rows');
+const int32Tensor3 = list(int32Matrix, 'items');
+
+const expertPassRecordCodec = new ObjectCodec<Record<string, unknown>>([
+  one('forward_pass_id', int64),
+  one('rank', int32),
+  one('gatherer_key', str),
+  one('num_tokens', int32),
+  one('global_physical_count', int32Matrix),
+  one('topk_ids_of_layer', int32Tensor3),
+]);
+
+const expertRecordCodec = new ObjectCodec<Record<string, unknown>>([
+  one('mode', str),
+  one('recording', bool),
+  one('num_layers', int32),
+  one('num_experts', int32),
+  one('top_k', int32),
+  one('moe_layer_ids', int32List),
+  one('buffer_size', int64),
+  one('num_passes', int64),
+  one('logical_count', int32Matrix),
+  one('records', list(message(expertPassRecordCodec), 'items')),
+  one('files', strList),
+]);
+
+/** Start / Stop / DumpExpertDistributionRecord responses: {message, record?}. */
+export const expertDistributionResponseCodec = new ObjectCodec<ExpertDistributionRecordResp>([
+  one('message', str),
+  one('record', message(expertRecordCodec)),
 ]);
 
 // ---------------------------------------------------------------------------------------------------------

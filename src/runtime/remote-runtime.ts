@@ -18,6 +18,8 @@ import {
   type EmbeddingsResp,
   type EncodeOutput,
   type EncodeReq,
+  type ExpertDistributionOp,
+  type ExpertDistributionRecordResp,
   type RerankItem,
   type RerankReq,
   type ScoreResp,
@@ -39,6 +41,7 @@ import {
   scoreResponseCodec,
   encodeRequestCodec,
   encodeResponseCodec,
+  expertDistributionResponseCodec,
   embeddingsRequestCodec,
   embeddingsResponseCodec,
   rerankRequestCodec,
@@ -249,6 +252,12 @@ export class RemoteRuntime implements RuntimeService {
 
   async abortRequest(req: AbortReq): Promise<void> {
     await this.call('AbortRequest', abortRequestCodec.encode(req));
+  }
+
+  async expertDistributionRecord(op: ExpertDistributionOp): Promise<ExpertDistributionRecordResp> {
+    const method = { start: 'StartExpertDistributionRecord', stop: 'StopExpertDistributionRecord', dump: 'DumpExpertDistributionRecord' }[op];
+    if (method === undefined) throw new RuntimeError(400, `Unrecognized expert distribution action: ${String(op)}.`);
+    return expertDistributionResponseCodec.decode(await this.call(method, {}));
   }
 
   async getLoad(): Promise<Record<string, unknown>> {

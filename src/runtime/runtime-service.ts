@@ -171,6 +171,53 @@ export interface AbortReq {
   abort_all?: boolean;
 }
 
+/** /start_expert_distribution_record, /stop_expert_distribution_record, /dump_expert_distribution_record. */
+export type ExpertDistributionOp = 'start' | 'stop' | 'dump';
+
+/**
+ * One recorded forward pass (modes per_pass and per_token), the keys of SGLang's _DetailAccumulator records
+ * (eplb/expert_distribution.py). L = the model's layers, E = experts, T = the pass's tokens, K = top-k.
+ */
+export interface ExpertPassRecord {
+  forward_pass_id: number;
+  rank: number; // 0: one rank
+  gatherer_key: string; // "primary"
+  /** per_token: tokens in the pass. */
+  num_tokens?: number;
+  /** [L][E] tokens routed to each expert in this pass. */
+  global_physical_count: number[][];
+  /** per_token: [L][T][K] the experts each token chose. */
+  topk_ids_of_layer?: number[][][];
+}
+
+/** The expert distribution record a dump returns (and writes, see src/runtime/expert-distribution.ts). */
+export interface ExpertDistributionRecord {
+  mode: string; // stat | stat_approx | per_pass | per_token
+  /** Whether the recorder was recording when dumped (a dump clears the record and keeps this state). */
+  recording: boolean;
+  num_layers: number;
+  num_experts: number;
+  top_k: number;
+  moe_layer_ids: number[];
+  /** --expert-distribution-recorder-buffer-size (-1: unbounded). */
+  buffer_size: number;
+  /** Recorded forward passes in the record (at most buffer_size). */
+  num_passes: number;
+  /** [L][E] tokens routed to each (layer, expert) over the record (SGLang's logical_count, summed over passes). */
+  logical_count: number[][];
+  /** per_pass / per_token: the passes, oldest first. */
+  records?: ExpertPassRecord[];
+  /** The files written (JSON, then CSV). */
+  files: string[];
+}
+
+export interface ExpertDistributionRecordResp {
+  /** SGLang's plain-text body, e.g. "Start recording the expert distribution.\n". */
+  message: string;
+  /** dump only. */
+  record?: ExpertDistributionRecord;
+}
+
 /**
  * A failure with SGLang's HTTP status and message. `format` picks the body:
  * 'error' → {"error": {"message": ...}} (SGLang's ValueError path), 'openai' → {"object": "error", "message",
@@ -248,6 +295,12 @@ export interface RuntimeService {
   /** POST /v1/rerank: query × documents through the cross-encoder, sorted by score. */
   rerank(req: RerankReq): Promise<RerankItem[]>;
   abortRequest(req: AbortReq): Promise<void>;
+  /**
+   * The expert distribution recorder (MoE models, --expert-distribution-recorder-mode): 'start' clears the
+   * record and records, 'stop' stops, 'dump' writes the record to SGLANG_EXPERT_DISTRIBUTION_RECORDER_DIR,
+   * returns it, and clears it. RuntimeError 400 when the server runs without a recorder mode.
+   */
+  expertDistributionRecord(op: ExpertDistributionOp): Promise<ExpertDistributionRecordResp>;
   /** GET /get_load. */
   getLoad(): Promise<Record<string, unknown>>;
   /** GET /v1/models. */

@@ -69,6 +69,10 @@ async function localRuntime(o: ServerOptions, log: Log, progressStream: Progress
     `Loaded ${info.architecture} (${info.numLayers} layers, ${info.backend === 'cuda' ? `${info.dtype} weights run in ${info.activationDtype}` : info.dtype}, ${(info.weightBytes / 1e6).toFixed(1)} MB weights, ` +
       `${info.numPages * info.pageSize} KV tokens) on ${info.backend} in ${((performance.now() - t0) / 1000).toFixed(2)} s`,
   );
+  const recorderMode = engine.options.expertDistributionRecorderMode;
+  if (recorderMode !== null && info.moeLayerIds.length === 0) {
+    log(`--expert-distribution-recorder-mode ${recorderMode}: ${info.architecture} has no MoE layers, so the expert distribution record stays empty`);
+  }
   const servedModelName = o.servedModelName ?? given;
   const serverArgs = buildServerArgs(engine, {
     modelPath: given, tokenizerPath: o.tokenizerPath ?? given, servedModelName, host: o.host, port: o.port, grpcPort: o.grpcPort,
@@ -78,7 +82,6 @@ async function localRuntime(o: ServerOptions, log: Log, progressStream: Progress
     context_length: o.contextLength,
     mem_fraction_static: o.memFractionStatic,
     attention_backend: o.attentionBackend,
-    expert_distribution_recorder_mode: o.expertDistributionRecorderMode,
     skip_server_warmup: o.skipServerWarmup,
     is_embedding: o.isEmbedding,
   });

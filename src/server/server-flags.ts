@@ -21,7 +21,6 @@ export interface ServerOptions {
   apiKey: string | null;
   preferredSamplingParams: Record<string, unknown> | null;
   attentionBackend: string | null;
-  expertDistributionRecorderMode: string | null;
   skipServerWarmup: boolean;
   enableMetrics: boolean;
   device: string;
@@ -46,7 +45,6 @@ export const SERVER_FLAGS: readonly FlagSpec[] = [
   { flag: '--api-key', kind: 'str', help: 'require Authorization: Bearer KEY on every route (REST and gRPC)', apply: none },
   { flag: '--preferred-sampling-params', kind: 'str', help: 'JSON object of default sampling params', apply: none },
   { flag: '--attention-backend', kind: 'str', help: 'attention kernels (accepted; the backend picks its own)', apply: none },
-  { flag: '--expert-distribution-recorder-mode', kind: 'choice', choices: ['stat', 'stat_approx', 'per_pass', 'per_token'], help: 'MoE expert counters mode', apply: none },
   { flag: '--skip-server-warmup', kind: 'bool', help: 'do not run the warm-up /generate before reporting ready', apply: none },
   { flag: '--enable-metrics', kind: 'bool', help: 'serve Prometheus metrics at /metrics', apply: none },
   { flag: '--help', kind: 'bool', help: 'this text', apply: none },
@@ -95,7 +93,6 @@ export function parseServerOptions(argv: readonly string[], env: NodeJS.ProcessE
     apiKey: str('--api-key'),
     preferredSamplingParams: preferred,
     attentionBackend: str('--attention-backend'),
-    expertDistributionRecorderMode: str('--expert-distribution-recorder-mode'),
     skipServerWarmup: v.get('--skip-server-warmup') === true,
     enableMetrics: v.get('--enable-metrics') === true,
     device: str('--device') ?? 'auto',

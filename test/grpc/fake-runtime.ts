@@ -7,6 +7,8 @@ import {
   type EmbeddingsResp,
   type EncodeOutput,
   type EncodeReq,
+  type ExpertDistributionOp,
+  type ExpertDistributionRecordResp,
   type RerankItem,
   type RerankReq,
   type GenerateItem,
@@ -55,6 +57,7 @@ export class FakeRuntime implements RuntimeService {
   rerankResult: RerankItem[] = [];
   healthOk = true;
   flushed = true;
+  expertResult: ExpertDistributionRecordResp = { message: '' };
 
   private record(method: string, arg?: unknown): void {
     this.calls.push({ method, arg });
@@ -157,6 +160,10 @@ export class FakeRuntime implements RuntimeService {
   }
   async abortRequest(req: AbortReq) {
     this.record('abortRequest', req);
+  }
+  async expertDistributionRecord(op: ExpertDistributionOp) {
+    this.record('expertDistributionRecord', op);
+    return this.expertResult;
   }
   async getLoad() {
     this.record('getLoad');
