@@ -220,6 +220,55 @@ test('unary RPCs: requests arrive unchanged and responses come back exactly', as
   assert.equal(await remote.ready(), true);
 });
 
+test('expert distribution RPCs: each reaches the runtime with its op; messages and records come back exactly', async () => {
+  const statRecord = {
+    mode: 'stat', recording: false, num_layers: 2, num_experts: 3, top_k: 2, moe_layer_ids: [1], buffer_size: 1000, num_passes: 24,
+    logical_count: [[0, 0, 0], [20, 2147483647, 0]], files: ['/tmp/expert_distribution_recorder_1.5.json', '/tmp/expert_distribution_recorder_1.5.csv'],
+  };
+  const tokenRecord = {
+    ...statRecord, mode: 'per_token', recording: true, buffer_size: -1, num_passes: 2,
+    records: [
+      { forward_pass_id: 7, rank: 0, gatherer_key: 'primary', global_physical_count: [[0, 0, 0], [2, 1, 1]], num_tokens: 2, topk_ids_of_layer: [[[-1, -1], [-1, -1]], [[0, 1], [2, 0]]] },
+      { forward_pass_id: 9007199254740991, rank: 0, gatherer_key: 'primary', global_physical_count: [[], []], num_tokens: 1, topk_ids_of_layer: [[[]], [[1, 1]]] },
+    ],
+    files: ['/tmp/a_0.json', '/tmp/a_0.csv'],
+  };
+  const denseRecord = { ...statRecord, num_experts: 0, moe_layer_ids: [], logical_count: [[], [], [], [], []], num_layers: 5, num_passes: 0 };
+  for (const [op, res] of [
+    ['start', { message: 'Start recording the expert distribution.\n' }],
+    ['stop', { message: 'Stop recording the expert distribution.\n' }],
+    ['dump', { message: 'Dump expert distribution record.\n', record: statRecord }],
+    ['dump', { message: 'Dump expert distribution record.\n', record: tokenRecord }],
+    ['dump', { message: 'Dump expert distribution record.\n', record: denseRecord }],
+  ] as const) {
+    fake.expertResult = res as never;
+    assert.equal(json(await remote.expertDistributionRecord(op)), json(res), `${op} ${json(res).slice(0, 60)}`);
+    assert.equal(fake.lastArg('expertDistributionRecord'), op);
+  }
+  // the raw RPC names, and the refusal of a server without a recorder mode
+  const { Client } = runtimeService();
+  const raw = new Client(target, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & grpc.Client;
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${KEY}`);
+  try {
+    for (const [rpc, op] of [['StartExpertDistributionRecord', 'start'], ['StopExpertDistributionRecord', 'stop'], ['DumpExpertDistributionRecord', 'dump']] as const) {
+      fake.expertResult = { message: `${op}\n` };
+      const got = await new Promise<{ message: string }>((resolve, reject) => raw[rpc]!.call(raw, {}, md, (e: grpc.ServiceError | null, r: { message: string }) => (e ? reject(e) : resolve(r))));
+      assert.equal(got.message, `${op}\n`);
+      assert.equal(fake.lastArg('expertDistributionRecord'), op);
+      const off = 'expert distribution recording is off: launch with --expert-distribution-recorder-mode (stat, stat_approx, per_pass or per_token)';
+      fake.failNext = new RuntimeError(400, off, 'error');
+      const err = await new Promise<grpc.ServiceError>((resolve) => raw[rpc]!.call(raw, {}, md, (e: grpc.ServiceError) => resolve(e)));
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+      assert.equal(err.details, off);
+      fake.failNext = new RuntimeError(400, off, 'error');
+      await assert.rejects(remote.expertDistributionRecord(op), (e: unknown) => e instanceof RuntimeError && e.status === 400 && e.message === off && e.format === 'error');
+    }
+  } finally {
+    raw.close();
+  }
+});
+
 test('errors: RuntimeError status, message and format survive; gRPC codes follow grpcCodeForStatus; plain errors stay plain', async () => {
   const cases: [RuntimeError, number][] = [
     [new RuntimeError(400, 'max_new_tokens must be at least 0, got -1.', 'error'), grpc.status.INVALID_ARGUMENT],

@@ -15,6 +15,7 @@ import {
   rerankResponseCodec,
   encodeItem,
   encodeShape,
+  expertDistributionResponseCodec,
   fromProtoStruct,
   generateRequestCodec,
   listModelsCodec,
@@ -254,6 +255,34 @@ test('pooled models: Encode / Classify, Embeddings, Rerank requests and response
     assert.deepStrictEqual(back, v);
     assert.equal(JSON.stringify(back), JSON.stringify(v));
   }
+});
+
+test('expert distribution responses: stat, per_token records, a dense model, nulls and odd values round-trip exactly', () => {
+  const stat = {
+    mode: 'stat', recording: false, num_layers: 3, num_experts: 2, top_k: 1, moe_layer_ids: [0, 2], buffer_size: -1, num_passes: 9007199254740991,
+    logical_count: [[1, 0], [0, 0], [2147483647, 5]], files: ['/tmp/expert_distribution_recorder_1.5.json', '/tmp/expert_distribution_recorder_1.5.csv'],
+  };
+  for (const rpc of ['StartExpertDistributionRecord', 'StopExpertDistributionRecord', 'DumpExpertDistributionRecord']) {
+    roundTrip(expertDistributionResponseCodec, rpc, 'response', { message: 'Start recording the expert distribution.\n' });
+  }
+  roundTrip(expertDistributionResponseCodec, 'DumpExpertDistributionRecord', 'response', { message: 'Dump expert distribution record.\n', record: stat });
+  roundTrip(expertDistributionResponseCodec, 'DumpExpertDistributionRecord', 'response', {
+    message: 'x',
+    record: {
+      ...stat, mode: 'per_token',
+      records: [
+        { forward_pass_id: 1, rank: 0, gatherer_key: 'primary', global_physical_count: [[1, 0], [0, 0], [0, 1]], num_tokens: 1, topk_ids_of_layer: [[[0]], [[-1]], [[1]]] },
+        { forward_pass_id: 2, rank: 0, gatherer_key: 'primary', global_physical_count: [[], [], []] },
+      ],
+      files: [],
+    },
+  });
+  roundTrip(expertDistributionResponseCodec, 'DumpExpertDistributionRecord', 'response', { message: '', record: { ...stat, logical_count: [[], [], []], moe_layer_ids: [], records: [] } });
+  // another key order, nulls, and values outside the typed fields (a float count, a string mode list)
+  roundTrip(expertDistributionResponseCodec, 'DumpExpertDistributionRecord', 'response', {
+    record: { files: ['a'], logical_count: [[1.5, 2]], mode: ['stat'], recording: null, extra_key: { a: 1 } },
+    message: null,
+  } as never);
 });
 
 test('free-form dicts (server_info, get_load) travel as google.protobuf.Struct', () => {
