@@ -105,5 +105,10 @@ export function engineOptionsFrom(values: Map<string, string | number | boolean>
 }
 
 export function flagsHelp(specs: readonly FlagSpec[]): string {
-  return specs.map((s) => `  ${(s.flag + (s.kind === 'bool' ? '' : s.kind === 'choice' ? ` {${s.choices!.join('|')}}` : ' N')).padEnd(34)}${s.help}`).join('\n');
+  return specs
+    .map((s) => {
+      const name = s.flag + (s.kind === 'bool' ? '' : s.kind === 'choice' ? ` {${s.choices!.join('|')}}` : ' N');
+      return `  ${name.length < 34 ? name.padEnd(34) : `${name}  `}${s.help}`;
+    })
+    .join('\n');
 }
