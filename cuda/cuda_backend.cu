@@ -1,6 +1,6 @@
 // The CUDA Backend tables (addon/backend/backend.h) on device 0, bf16 (cuda_backend) and float32
 // (cuda_backend_f32): memory management, weight placement (upload + conversion to bf16, or to f32), and the
-// ops of elementwise.cu, matmul.cu, gemv_fused.cu, attention*.cu, logits.cu and graphs.cu. Everything but place_weight is enqueued on sgl_stream(); download, sync and to_f32 wait for it.
+// ops of elementwise.cu, matmul.cu, gemv_fused.cu, attention*.cu, logits.cu, moe.cu and graphs.cu. Everything but place_weight is enqueued on sgl_stream(); download, sync and to_f32 wait for it.
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -288,6 +288,10 @@ const Backend* cuda_backend() {
         sample_rows_cuda,
         rms_norm_matmul_cuda,
         silu_mul_matmul_cuda,
+        moe_route_cuda,
+        moe_permute_cuda,
+        grouped_matmul_cuda,
+        moe_unpermute_cuda,
     };
     return &b;
   }();
@@ -320,6 +324,10 @@ const Backend* cuda_backend_f32() {
     // The fused decode GEMVs are bf16 only: the float32 table runs rms_norm / silu_mul and matmul.
     b.rms_norm_matmul = nullptr;
     b.silu_mul_matmul = nullptr;
+    // MoE: moe_route (f32 logits) is shared; the others move activations and weights.
+    b.moe_permute = moe_permute_cuda_f32;
+    b.grouped_matmul = grouped_matmul_cuda_f32;
+    b.moe_unpermute = moe_unpermute_cuda_f32;
     return &b;
   }();
   return backend;
