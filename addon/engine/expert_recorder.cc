@@ -43,6 +43,12 @@ void ExpertRecorder::start() {
 
 void ExpertRecorder::stop() { recording_ = false; }
 
+void ExpertRecorder::reset() {
+  window_.clear();
+  std::fill(sum_.begin(), sum_.end(), 0);
+  num_passes_ = 0;
+}
+
 void ExpertRecorder::add(const ExpertPass& p, int64_t pass_id) {
   if (!recording_ || p.counts.size() != sum_.size()) return;
   for (size_t i = 0; i < sum_.size(); ++i) sum_[i] += p.counts[i];

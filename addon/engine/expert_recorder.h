@@ -41,6 +41,7 @@ class ExpertRecorder {
 
   void start();  // clears the record and records
   void stop();   // keeps the record
+  void reset();  // clears the record; recording or not stays as it is (SGLang's dump_record then _reset)
   bool recording() const { return recording_; }
   // What the model must record for the passes to come: 0 nothing, 1 counts, 2 counts and per-token ids.
   int32_t level() const { return !recording_ || E_ == 0 ? 0 : mode_ == ExpertRecordMode::kPerToken ? 2 : 1; }

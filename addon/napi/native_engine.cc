@@ -20,11 +20,12 @@
 //  * flushCache(): resolves true when the radix cache was emptied, false while requests wait or run (also
 //    while an abort is still pending: aborts take effect at the next step). Rejects (Error "engine is
 //    closed") after close() has begun.
-//  * expertRecord('start' | 'stop' | 'dump'): with expertDistributionRecorderMode ('stat', 'stat_approx',
+//  * expertRecord('start' | 'stop' | 'dump' | 'dump_reset'): with expertDistributionRecorderMode ('stat', 'stat_approx',
 //    'per_pass', 'per_token'; expertDistributionRecorderBufferSize passes kept, default 1000, -1 all), runs
 //    on the engine thread between steps: start clears the record and records, stop keeps it, both resolve
 //    null; dump resolves {mode, recording, numLayers, numExperts, topK, numPasses, logicalCount [L*E],
-//    passIds, passCounts [P*L*E], passTokens [P], topkIds} (addon/engine/expert_recorder.h). Without a mode:
+//    passIds, passCounts [P*L*E], passTokens [P], topkIds} (addon/engine/expert_recorder.h); dump_reset resolves
+//    the same and clears the record in the same gap between steps (recording stays on or off). Without a mode:
 //    Error("expert distribution recording is off: ...") thrown synchronously.
 //  * stats(): the snapshot the engine thread took after its last step or command batch; submits still in
 //    the queue count as waiting. Still readable after close (then it shows the emptied pool).
@@ -230,7 +231,7 @@ struct Message {
 
 struct Command {
   enum Kind { kSubmit, kAbort, kFlush, kUpdateWeights, kExpertRecord } kind = kSubmit;
-  enum RecordOp { kStart, kStop, kDump } record_op = kStart;  // kExpertRecord
+  enum RecordOp { kStart, kStop, kDump, kDumpReset } record_op = kStart;  // kExpertRecord
   SchedRequest req;  // kSubmit
   int64_t rid = 0;   // kAbort
   uint64_t flush_id = 0;
@@ -407,8 +408,10 @@ void EngineCore::run() {
               recorder->start();
             else if (c.record_op == Command::kStop)
               recorder->stop();
-            else
+            else {
               m->record = std::make_unique<ExpertRecordDump>(recorder->dump());
+              if (c.record_op == Command::kDumpReset) recorder->reset();  // no step in between: no pass lost
+            }
             post(m);
             break;
           }
@@ -768,7 +771,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     return queue_promised(info.Env(), std::move(c));
   }
 
-  // expertRecord('start' | 'stop' | 'dump') → Promise<record | null>, run on the engine thread between steps.
+  // expertRecord('start' | 'stop' | 'dump' | 'dump_reset') → Promise<record | null>, run on the engine thread
+  // between steps ('dump_reset': the record, then cleared in the same gap between two steps).
   Napi::Value expert_record(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const std::string op = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
@@ -780,8 +784,10 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       c.record_op = Command::kStop;
     else if (op == "dump")
       c.record_op = Command::kDump;
+    else if (op == "dump_reset")
+      c.record_op = Command::kDumpReset;
     else
-      throw Napi::TypeError::New(env, "op must be 'start', 'stop' or 'dump'");
+      throw Napi::TypeError::New(env, "op must be 'start', 'stop', 'dump' or 'dump_reset'");
     if (!core_->recorder)
       throw Napi::Error::New(env, "expert distribution recording is off: launch with --expert-distribution-recorder-mode "
                                   "(stat, stat_approx, per_pass or per_token)");

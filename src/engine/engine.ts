@@ -154,7 +154,6 @@ export class ServingEngine {
   private readonly tokenTexts = new Map<number, string>();
   private readonly host: SampleHost;
   private readonly pooled: PooledRequests;
-  private expertRecording = false; // the expert distribution recorder's state (start / stop)
 
   private constructor(native: NativeEngine, tokenizer: TextTokenizer, options: ResolvedEngineOptions) {
     this.native = native;
@@ -423,21 +422,16 @@ export class ServingEngine {
    */
   expertRecord(op: 'start' | 'stop'): Promise<null> {
     if (this.closing) throw new Error('the engine is closed');
-    const p = this.native.expertRecord(op);
-    this.expertRecording = op === 'start';
-    return p;
+    return this.native.expertRecord(op);
   }
 
   /**
-   * The record, then cleared, as SGLang's dump_record does (dump, then _reset: the recording state stays).
-   * The dump and the clearing are queued together, so that they run between the same two engine steps.
+   * The record, then cleared, as SGLang's dump_record does (dump, then _reset: the recording state stays):
+   * one native command, so that no step runs between the dump and the clearing.
    */
   expertRecordDump(): Promise<NativeExpertRecord> {
     if (this.closing) throw new Error('the engine is closed');
-    const dump = this.native.expertRecord('dump');
-    // The native 'start' clears and records; a recorder that was stopped is stopped again right after.
-    const clear = [this.native.expertRecord('start'), ...(this.expertRecording ? [] : [this.native.expertRecord('stop')])];
-    return Promise.all([dump, ...clear]).then(([d]) => d);
+    return this.native.expertRecord('dump_reset');
   }
 
   stats(): ServingEngineStats {

@@ -247,8 +247,9 @@ export interface NativeEngine {
    * synchronously when the engine has no recorder mode, TypeError for another op.
    */
   expertRecord(op: 'start' | 'stop'): Promise<null>;
-  expertRecord(op: 'dump'): Promise<NativeExpertRecord>;
-  expertRecord(op: 'start' | 'stop' | 'dump'): Promise<NativeExpertRecord | null>;
+  /** 'dump_reset': the record, then cleared between the same two steps (recording stays on or off). */
+  expertRecord(op: 'dump' | 'dump_reset'): Promise<NativeExpertRecord>;
+  expertRecord(op: 'start' | 'stop' | 'dump' | 'dump_reset'): Promise<NativeExpertRecord | null>;
   /** A snapshot taken after the last step (thread-safe). */
   stats(): NativeEngineStats;
   /** Aborts everything (abort events are delivered first), joins the engine thread, frees the model. */

@@ -30,7 +30,7 @@ interface ExpertRecord {
 }
 interface RecordingEngine {
   submit(r: NativeRequest): void;
-  expertRecord(op: 'start' | 'stop' | 'dump'): Promise<ExpertRecord | null>;
+  expertRecord(op: 'start' | 'stop' | 'dump' | 'dump_reset'): Promise<ExpertRecord | null>;
   info(): { numExperts: number; numExpertsPerTok: number; moeLayerIds: number[] };
   close(): Promise<void>;
 }
@@ -139,6 +139,45 @@ test('stat: an idle record is zeros; two concurrent requests add up; start clear
 
     await eng.expertRecord('start'); // clears
     assert.deepEqual(Array.from((await eng.expertRecord('dump'))!.logicalCount), new Array(L * E).fill(0));
+  } finally {
+    await eng.close();
+  }
+});
+
+test('dump_reset under traffic: the dumps taken while a request runs add up to its counts exactly (none lost, none twice)', async () => {
+  const { eng, wait } = makeEngine();
+  try {
+    await eng.expertRecord('start');
+    const g = golden.generate[0];
+    let finished = false;
+    eng.submit(greedy(1, g.input_ids, 24));
+    const done = wait(1).then((t) => {
+      finished = true;
+      return t;
+    });
+    const sum = new Array<number>(L * E).fill(0);
+    let dumps = 0;
+    let passes = 0;
+    while (!finished) {
+      const r = (await eng.expertRecord('dump_reset'))!;
+      assert.equal(r.recording, true); // dump_reset leaves recording on
+      r.logicalCount.forEach((v, i) => (sum[i]! += v));
+      passes += r.numPasses;
+      dumps++;
+      await new Promise((res) => setTimeout(res, 1));
+    }
+    assert.deepEqual(await done, g.greedy_ids);
+    await eng.expertRecord('stop');
+    const last = (await eng.expertRecord('dump_reset'))!;
+    assert.equal(last.recording, false);
+    last.logicalCount.forEach((v, i) => (sum[i]! += v));
+    passes += last.numPasses;
+    assert.ok(dumps >= 2, `only ${dumps} dumps ran during the request`);
+    assert.equal(passes, 24);
+    assert.deepEqual(sum, goldenCounts(g));
+    const after = (await eng.expertRecord('dump'))!;
+    assert.equal(after.numPasses, 0); // cleared by the last dump_reset
+    assert.deepEqual(Array.from(after.logicalCount), new Array(L * E).fill(0));
   } finally {
     await eng.close();
   }
