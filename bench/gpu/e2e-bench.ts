@@ -48,9 +48,6 @@ function randomPrompt(vocab: number, n: number, seed: number): Int32Array {
   return a;
 }
 
-// the recorder's engine call (src/native/addon.ts types it once the API lands there)
-interface ExpertRecording { expertRecord(op: 'start' | 'stop' | 'dump'): Promise<{ mode: string; numPasses: number; numLayers: number; logicalCount: Int32Array }> }
-
 interface Step { loopUs: number; forwardUs: number; scheduleUs: number; sampleUs: number; batchSize: number; numTokens: number }
 
 class Bench {
@@ -112,7 +109,7 @@ async function main(): Promise<void> {
   const bench = new Bench(maxB, Math.max(8192, prefill));
   const info = bench.engine.info();
   console.log(`# ${name}: ${info.architecture} ${info.numLayers} layers on ${info.backend}, KV pool ${info.numPages * info.pageSize} tokens`);
-  const rec = bench.engine as unknown as ExpertRecording;
+  const rec = bench.engine;
   // With --expert-record the same engine alternates rounds without and with recording (off, on, off, on), so
   // that both sides see the same warm state; each side's line pools its two rounds.
   const variants: Array<'plain' | 'off' | 'on'> = expertRecord ? ['off', 'on', 'off', 'on'] : ['plain'];
