@@ -12,6 +12,12 @@
 //           gate|up 896 -> 9728, silu_mul_matmul for down 4864 -> 896) at T = 1, beside the unfused pair
 //           (rms_norm + matmul, silu_mul + matmul) on the same buffers; weights rotate (cold), GB/s of W.
 //   copy:   device-to-device cudaMemcpyAsync, GB/s counting read + write.
+//   moe:    the MoE ops (cuda/moe.cu) at Qwen1.5-MoE-A2.7B's shape (C = 2048, E = 60, top-4, moe_intermediate
+//           1408: gate|up 2048 -> 2816, down 1408 -> 2048) for T in {1, 64, 4096}, the routing of random
+//           logits: moe_route, moe_permute (index + row copy), grouped_matmul gate_up and down (GB/s of the
+//           weights of the experts touched, TFLOP/s of the rows computed; at T = 64 also with the GEMV and the
+//           tensor-core path forced), moe_unpermute (GB/s of y, shared and out). Expert weights rotate over
+//           2E buffers through 8 pointer arrays so that a decode call's few experts are not L2-resident.
 //
 // Prints a table, then one line per row: "OPS <op> key=value ...". No CUDA device: prints a line, exits 0.
 #include <algorithm>
@@ -25,7 +31,9 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "cpu/ops.h"
 #include "cuda_common.cuh"
+#include "ops.h"
 
 using namespace sgl;
 
@@ -276,6 +284,125 @@ void bench_copy(size_t bytes) {
   CU->free(b);
 }
 
+
+// ---- MoE (cuda/moe.cu) --------------------------------------------------------------------------------------
+
+void report_moe(const std::string& what, int T, double us, double gbps, double tflops) {
+  std::printf("%-10s T=%-5d %11.2f us %9.2f TFLOP/s %9.1f GB/s   %s\n", "moe", T, us, tflops, gbps, what.c_str());
+  std::fflush(stdout);
+  char line[320];
+  std::snprintf(line, sizeof line, "OPS moe %s T=%d us=%.3f gbps=%.1f tflops=%.3f", what.c_str(), T, us, gbps, tflops);
+  g_ops_lines.push_back(line);
+}
+
+// n f32 router logits in [-3, 3) (the LCG of fill_bf16).
+std::vector<float> moe_logits(size_t n, uint32_t seed) {
+  std::vector<float> v(n);
+  uint32_t s = seed * 2654435761u + 7;
+  for (float& f : v) {
+    s = s * 1664525u + 1013904223u;
+    f = (float(s >> 8) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 3.0f;
+  }
+  return v;
+}
+
+void bench_moe(int T) {
+  const int C = 2048, E = 60, K = 4, Im = 1408, M = T * K;
+  // routing on the host (the reference ops) to know the experts touched; the device runs its own
+  const std::vector<float> logits = moe_logits(size_t(T) * E, uint32_t(T));
+  std::vector<int32_t> ids(static_cast<size_t>(M)), dst(static_cast<size_t>(M)), off(size_t(E) + 1);
+  std::vector<float> tw(static_cast<size_t>(M)), one(static_cast<size_t>(T)), onep(static_cast<size_t>(M));
+  moe_route_cpu({logits.data(), ids.data(), tw.data(), nullptr, T, E, K, false});
+  moe_permute_cpu({one.data(), ids.data(), onep.data(), dst.data(), off.data(), T, 1, E, K});
+  int touched = 0;
+  for (int e = 0; e < E; e++) touched += off[size_t(e) + 1] > off[size_t(e)];
+
+  void* d_logits = dev_alloc(logits.size() * 4);
+  CU->upload(d_logits, logits.data(), logits.size() * 4);
+  void* d_ids = dev_alloc(size_t(M) * 4);
+  void* d_w = dev_alloc(size_t(M) * 4);
+  void* d_dst = dev_alloc(size_t(M) * 4);
+  void* d_off = dev_alloc((size_t(E) + 1) * 4);
+  void* d_cnt = dev_alloc(size_t(E) * 4);
+  CU->memset_zero(d_cnt, size_t(E) * 4);
+  void* x = dev_alloc(size_t(T) * C * 2);
+  fill_bf16(x, size_t(T) * C, 1.0f, 31);
+  void* xp = dev_alloc(size_t(M) * C * 2);
+  void* h = dev_alloc(size_t(M) * 2 * Im * 2);
+  fill_bf16(h, size_t(M) * 2 * Im, 1.0f, 32);
+  void* yv = dev_alloc(size_t(M) * C * 2);
+  fill_bf16(yv, size_t(M) * C, 1.0f, 33);
+  void* sh = dev_alloc(size_t(T) * C * 2);
+  fill_bf16(sh, size_t(T) * C, 1.0f, 34);
+  void* d_g = dev_alloc(size_t(T) * 4);
+  CU->memset_zero(d_g, size_t(T) * 4);
+  void* out = dev_alloc(size_t(T) * C * 2);
+
+  const double us_route = time_us([&](int64_t) {
+    CU->moe_route({static_cast<const float*>(d_logits), static_cast<int32_t*>(d_ids), static_cast<float*>(d_w),
+                   static_cast<int32_t*>(d_cnt), T, E, K, false});
+  });
+  report_moe("op=route", T, us_route, double(logits.size() * 4 + size_t(M) * 8) / (us_route * 1e-6) / 1e9, 0);
+  const double us_perm = time_us([&](int64_t) {
+    CU->moe_permute({x, static_cast<const int32_t*>(d_ids), xp, static_cast<int32_t*>(d_dst),
+                     static_cast<int32_t*>(d_off), T, C, E, K});
+  });
+  report_moe("op=permute", T, us_perm, double(size_t(T) * C * 2 + size_t(M) * C * 2) / (us_perm * 1e-6) / 1e9, 0);
+
+  // grouped matmuls: the device offsets are the ones moe_permute just wrote (the same routing as the host's)
+  struct Proj {
+    const char* name;
+    int K, N;
+    const void* in;
+    void* out;
+  } projs[] = {{"gate_up", C, 2 * Im, xp, h}, {"down", Im, C, h, yv}};
+  for (const Proj& pj : projs) {
+    const size_t wbytes = size_t(pj.N) * pj.K * 2;
+    std::vector<void*> bufs(size_t(2 * E));
+    for (size_t b = 0; b < bufs.size(); b++) {
+      bufs[b] = dev_alloc(wbytes);
+      if (b == 0)
+        fill_bf16(bufs[0], size_t(pj.N) * pj.K, 1.0f / std::sqrt(float(pj.K)), 35);
+      else
+        SGL_CUDA_CHECK(cudaMemcpyAsync(bufs[b], bufs[0], wbytes, cudaMemcpyDeviceToDevice, sgl_stream()));
+    }
+    constexpr int kArrays = 8;
+    std::vector<void*> arrays;
+    for (int j = 0; j < kArrays; j++) {
+      std::vector<void*> a(static_cast<size_t>(E));
+      for (int e = 0; e < E; e++) a[size_t(e)] = bufs[size_t((e + 17 * j) % (2 * E))];
+      arrays.push_back(dev_alloc(size_t(E) * sizeof(void*)));
+      CU->upload(arrays.back(), a.data(), size_t(E) * sizeof(void*));
+    }
+    CU->sync();
+    const int paths[] = {0, 1, 2};
+    for (int path : paths) {
+      if (path != 0 && T != 64) continue;
+      grouped_matmul_cuda_force_path(path);
+      const double us = time_us([&](int64_t i) {
+        CU->grouped_matmul({pj.in, static_cast<const void* const*>(arrays[size_t(i % kArrays)]), DType::BF16,
+                            static_cast<const int32_t*>(d_off), pj.out, M, pj.K, pj.N, E});
+      });
+      grouped_matmul_cuda_force_path(0);
+      const double gbps = double(touched) * double(wbytes) / (us * 1e-6) / 1e9;
+      const double tflops = 2.0 * M * double(pj.K) * pj.N / (us * 1e-6) / 1e12;
+      char what[160];
+      std::snprintf(what, sizeof what, "op=grouped_matmul name=%s path=%s M=%d K=%d N=%d experts=%d", pj.name,
+                    path == 0 ? "auto" : path == 1 ? "gemv" : "mma", M, pj.K, pj.N, touched);
+      report_moe(what, T, us, gbps, tflops);
+    }
+    for (void* a : arrays) CU->free(a);
+    for (void* b : bufs) CU->free(b);
+  }
+
+  const double us_unp = time_us([&](int64_t) {
+    CU->moe_unpermute({yv, static_cast<const int32_t*>(d_dst), static_cast<const int32_t*>(d_ids),
+                       static_cast<const float*>(d_w), sh, static_cast<const float*>(d_g), out, T, C, K});
+  });
+  report_moe("op=unpermute", T, us_unp, double(size_t(M) * C * 2 + 2 * size_t(T) * C * 2) / (us_unp * 1e-6) / 1e9, 0);
+  for (void* q : {d_logits, d_ids, d_w, d_dst, d_off, d_cnt, x, xp, h, yv, sh, d_g, out}) CU->free(q);
+}
+
 }  // namespace
 
 int main() {
@@ -317,6 +444,8 @@ int main() {
     }
     bench_copy(size_t(1) << 30);
     bench_copy(size_t(4) << 20);
+    if (CU->moe_route && CU->grouped_matmul)
+      for (int T : {1, 64, 4096}) bench_moe(T);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ops_bench: %s\n", e.what());
     return 1;
