@@ -405,7 +405,9 @@ void bench_moe(int T) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // `ops_bench moe`: only the MoE ops (a short device budget)
+  const bool moe_only = argc > 1 && std::string(argv[1]) == "moe";
   CU = cuda_backend();
   if (!CU) {
     std::printf("no CUDA device: skipped\n");
@@ -425,25 +427,28 @@ int main() {
     const int C = 896, I = 4864, QKV = 896 + 2 * 128, V = 151936;
     const int Ts[] = {1, 8, 64, 256, 4096};
     for (int T : Ts) {
+      if (moe_only) break;
       bench_matmul("qkv", T, C, QKV, false);
       bench_matmul("o", T, C, C, false);
       bench_matmul("gate_up", T, C, I, false);
       bench_matmul("down", T, I, C, false);
       if (T <= 256) bench_matmul("lm_head", T, C, V, true);
     }
-    bench_matmul("gemm8192", 8192, 8192, 8192, false);
-    for (int cold = 1; cold >= 0; cold--) {
+    if (!moe_only) bench_matmul("gemm8192", 8192, 8192, 8192, false);
+    for (int cold = 1; cold >= 0 && !moe_only; cold--) {
       bench_rms_norm(256, C, true, cold != 0);
       bench_rms_norm(256, C, false, cold != 0);
       bench_silu_mul(256, I, cold != 0);
     }
-    if (CU->rms_norm_matmul && CU->silu_mul_matmul) {
+    if (CU->rms_norm_matmul && CU->silu_mul_matmul && !moe_only) {
       bench_fused("qkv", true, 1, C, QKV);
       bench_fused("gate_up", true, 1, C, 2 * I);
       bench_fused("down", false, 1, I, C);
     }
-    bench_copy(size_t(1) << 30);
-    bench_copy(size_t(4) << 20);
+    if (!moe_only) {
+      bench_copy(size_t(1) << 30);
+      bench_copy(size_t(4) << 20);
+    }
     if (CU->moe_route && CU->grouped_matmul)
       for (int T : {1, 64, 4096}) bench_moe(T);
   } catch (const std::exception& e) {

@@ -72,6 +72,8 @@ fi
 # MoE (Qwen1.5-MoE-A2.7B shape): decode at B 1 and 64, prefill 4096, each with the expert distribution
 # recorder off and on in the same engine (alternating rounds), and the same forward in transformers
 if [[ -z ${SGL_BENCH_SKIP_MOE:-} ]] && want moe; then
+  # the MoE ops alone (the kernels section runs them too, with the rest of ops_bench)
+  [[ -n $quick || -n $only ]] && [[ -n $(exe ops_bench) ]] && run "$(exe ops_bench)" moe
   free_gb=$(df -Pk "$models" 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}')
   if [[ -f $models/qwen1.5-moe-a2.7b/config.json || ${free_gb:-0} -ge 32 ]]; then
     mk qwen1.5-moe-a2.7b test/fixtures/models/qwen2-tiny
