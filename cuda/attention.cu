@@ -151,7 +151,7 @@ void attention_cuda(const AttentionParams& p) {
   attn::check_shape(p, "attention_cuda");
   if (p.D == 64 || p.D == 128) {
     if (p.max_q_len == 1) attn::launch_decode_tc(p);
-    else attn::launch_prefill_tc(p);
+    else if (!attn::launch_prefill_wgmma(p)) attn::launch_prefill_tc(p);
   } else {
     attn::launch_generic(p);
   }

@@ -28,6 +28,9 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 // Tensor-core prefill (any mix of q_len), D = 64 or 128.
 void launch_prefill_tc(const AttentionParams& p);
+// Hopper (sm_90a) wgmma prefill, D = 64 or 128, max_q_len > 64 (attention_prefill_sm90.cu). Returns false
+// without launching where it does not apply (another device, other shapes, SGL_PREFILL_WGMMA=0).
+bool launch_prefill_wgmma(const AttentionParams& p);
 // Split-KV tensor-core decode (every q_len <= 1), D = 64 or 128.
 void launch_decode_tc(const AttentionParams& p);
 // CUDA-core fallback for any D (multiple of 8, <= 256), any q_len: one warp per (query token, head).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine (bare: no Node, no npm): unpacks .gpu/ (scripts/gpu/pack.sh), builds the addon with the
 # CUDA backend, then runs `npm run test:gpu` and/or `npm run bench:gpu` equivalents. Logs go to $OUT.
-#   bash scripts/gpu/device-run.sh test|bench|all|quick   (quick: test + SGL_BENCH_QUICK=1 bench)
+#   bash scripts/gpu/device-run.sh test|bench|all|quick|attn   (quick: test + SGL_BENCH_QUICK=1 bench; attn: the
+#   attention parity harness and prefill timings with the wgmma kernel and with SGL_PREFILL_WGMMA=0, beside SDPA)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 what=${1:-all}
@@ -23,6 +24,16 @@ fi
 if [[ $what == quick ]]; then
   bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
   SGL_BENCH_QUICK=1 bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
+fi
+if [[ $what == attn ]]; then
+  { echo "== attention_test (default: wgmma prefill on sm_90)"; build/attention_test | grep -E "FAIL|passed"
+    echo "== attention_test (SGL_PREFILL_WGMMA=0)"; SGL_PREFILL_WGMMA=0 build/attention_test | grep -E "FAIL|passed"
+  } 2>&1 | tee "$OUT/attn-test.log"
+  grep -q " 0 failed" <(build/attention_test 2>&1 | tail -1) || rc=1
+  command -v cuobjdump >/dev/null && cuobjdump -sass build/libsgl_cuda_sm90a.a 2>/dev/null | grep -oE "HGMMA\.[A-Z0-9x.]+" | sort | uniq -c | tee "$OUT/attn-sass.txt"
+  { build/attention_bench prefill | grep ^ATTN
+    SGL_PREFILL_WGMMA=0 build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-mma.sync/"
+    python3 bench/gpu/sdpa_ref.py prefill | grep ^SDPA; } 2>&1 | tee "$OUT/attn-bench.log"
 fi
 if [[ $what == bench || $what == all ]]; then
   bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"

@@ -1,0 +1,307 @@
+// Paged prefill attention on Hopper's warpgroup MMA (wgmma, sm_90a), D = 64 or 128. Compiled only for
+// sm_90a (CMake target sgl_cuda_sm90a); launch_prefill_wgmma() declines (returns false) on other devices,
+// and the mma.sync kernel of attention_prefill.cu runs instead.
+//
+// Grid (ceil(max_q_len / 128), H, B), heaviest causal tiles first. A block of two warpgroups owns 128 query
+// rows of one sequence and head (64 per warpgroup) and walks the KV tiles of that head's KV head, BN = 128
+// keys at a time, gathered through the page table with 16-byte cp.async into a double buffer (tile j+1 loads
+// while tile j is computed), as the mma.sync kernel does. Per tile and warpgroup:
+//   S[64 x 128] = Q Kᵀ: D/16 wgmma.m64n128k16, Q and K from shared memory (K-major descriptors);
+//   mask (only tiles that cross the diagonal or kv_len), online softmax in the log2 domain, O *= alpha;
+//   O[64 x D] += P V: 8 wgmma.m64nDk16, P from registers (the S accumulator rounded to bf16: the C layout
+//   of S is the A fragment layout), V from shared memory as an MN-major operand (imm-trans-b).
+// Shared memory (128-byte swizzle, see wgmma.cuh): Q [128 x D], K and V [2][128 x D], key offsets [2][128].
+//   D = 128: 32 + 128 + 2 KiB = 162 KiB (one block per SM); D = 64: 16 + 64 + 2 = 82 KiB.
+// The epilogue stages O through the warpgroup's own Q rows and writes 16-byte rows.
+#include <cuda_bf16.h>
+
+#include <cstdlib>
+
+#include "attention_common.cuh"
+#include "cuda_common.cuh"
+#include "wgmma.cuh"
+
+namespace sgl {
+namespace attn {
+
+namespace {
+
+template <int D>
+struct WgCfg {
+  static constexpr int BM = 128, BN = 128, kThreads = 256;
+  static constexpr int CH = D / 8;                    // 16-byte chunks per row
+  static constexpr int kQBytes = BM * D * 2;          // D / 64 column blocks of BM x 128 B
+  static constexpr int kTileBytes = BN * D * 2;       // one K or V tile
+  static constexpr int kSmem = kQBytes + 4 * kTileBytes + 2 * BN * 8 + 1024;  // + 1024-byte alignment slack
+  static_assert(D == 64 || D == 128, "wgmma prefill: D = 64 or 128");
+};
+
+// Byte offset of (row, 16-byte chunk) in a swizzled tile of `rows` rows (column blocks of 64 elements).
+__device__ __forceinline__ uint32_t sw128(int rows, int row, int chunk) {
+  return uint32_t((chunk >> 3) * rows * 128 + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
+}
+
+template <int D>
+__global__ void __launch_bounds__(256, 1)
+    prefill_wgmma_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k_cache,
+                         const __nv_bfloat16* __restrict__ v_cache, __nv_bfloat16* __restrict__ out,
+                         const int32_t* __restrict__ qo_indptr, const int32_t* __restrict__ kv_indptr,
+                         const int32_t* __restrict__ page_ids, const int32_t* __restrict__ kv_lens, int H, int Hkv,
+                         int P, float scale_log2, int causal) {
+#if SGL_WGMMA_ARCH
+  using Cfg = WgCfg<D>;
+  constexpr int BM = Cfg::BM, BN = Cfg::BN, NT = Cfg::kThreads, CH = Cfg::CH;
+  constexpr int NB = BN / 8;  // n8 blocks of S
+  constexpr int DB = D / 8;   // n8 blocks of O
+  constexpr int KQ = D / 16;  // k16 steps of Q Kᵀ
+  constexpr int KP = BN / 16; // k16 steps of P V
+
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int m_tile = gridDim.x - 1 - blockIdx.x;  // heaviest (causal) tiles first
+  const int q_begin = qo_indptr[b];
+  const int q_len = qo_indptr[b + 1] - q_begin;
+  const int m0 = m_tile * BM;
+  if (m0 >= q_len) return;
+  const int kv_len = kv_lens[b];
+  const int kvh = h / (H / Hkv);
+  const int pos0 = kv_len - q_len;  // position of query 0 of the sequence
+  int n_end = kv_len;               // keys any row of this block may see: [0, n_end)
+  if (causal) n_end = min(kv_len, pos0 + min(m0 + BM, q_len));
+  n_end = max(n_end, 0);
+  const int n_tiles = (n_end + BN - 1) / BN;
+
+  extern __shared__ __align__(128) uint8_t smem[];
+  uint8_t* base = smem + ((1024u - (smem_u32(smem) & 1023u)) & 1023u);  // swizzle patterns need 1024 B
+  const uint32_t sQ = smem_u32(base);
+  const uint32_t sK = sQ + Cfg::kQBytes;
+  const uint32_t sV = sK + 2 * Cfg::kTileBytes;
+  int64_t* sOff = reinterpret_cast<int64_t*>(base + Cfg::kQBytes + 4 * Cfg::kTileBytes);
+
+  const int tid = threadIdx.x, lane = tid & 31;
+  const int wg = tid >> 7;             // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
+  const int wrow = ((tid >> 5) & 3) * 16;  // this warp's first row within the warpgroup's 64
+  const int g = lane >> 2, t4 = lane & 3;
+  const int64_t row_stride = int64_t(Hkv) * D;  // elements per cached token
+  const int64_t head_off = int64_t(kvh) * D;
+  const int32_t* seq_pages = page_ids + kv_indptr[b];
+
+  auto key_offset = [&](int key) -> int64_t {  // element offset of a key in the caches, -1 past n_end
+    if (key >= n_end) return -1;
+    const int pg = seq_pages[key / P];
+    return (int64_t(pg) * P + key % P) * row_stride + head_off;
+  };
+  // Loader: a row's CH chunks on CH consecutive threads, NT / CH rows per pass (a multiple of 8, so every
+  // pass has the same swizzle term).
+  constexpr int kRowsPerPass = NT / CH;
+  static_assert(kRowsPerPass % 8 == 0 && BN % kRowsPerPass == 0 && BM % kRowsPerPass == 0, "loader layout");
+  const int ld_row = tid / CH, ld_chunk = tid % CH;
+  const uint32_t ld_kv = sw128(BN, ld_row, ld_chunk), ld_q = sw128(BM, ld_row, ld_chunk);
+  auto load_kv = [&](int buf) {
+    const int64_t* offs = sOff + buf * BN + ld_row;
+    const uint32_t dk = sK + buf * Cfg::kTileBytes + ld_kv, dv = sV + buf * Cfg::kTileBytes + ld_kv;
+#pragma unroll
+    for (int it = 0; it < BN / kRowsPerPass; it++) {
+      const int64_t o = offs[it * kRowsPerPass];
+      const uint32_t step = it * kRowsPerPass * 128;
+      const bool ok = o >= 0;
+      cp_async16(dk + step, ok ? k_cache + o + ld_chunk * 8 : k_cache, ok ? 16 : 0);
+      cp_async16(dv + step, ok ? v_cache + o + ld_chunk * 8 : v_cache, ok ? 16 : 0);
+    }
+  };
+
+  // Prologue: key offsets of tiles 0 and 1, then Q and tile 0 in one cp.async group.
+  for (int i = tid; i < 2 * BN; i += NT) sOff[i] = key_offset(i);
+#pragma unroll
+  for (int it = 0; it < BM / kRowsPerPass; it++) {
+    const int r = ld_row + it * kRowsPerPass;
+    const bool ok = m0 + r < q_len;
+    const __nv_bfloat16* src = q + (int64_t(q_begin + m0 + r) * H + h) * D + ld_chunk * 8;
+    cp_async16(sQ + ld_q + it * kRowsPerPass * 128, ok ? src : q, ok ? 16 : 0);
+  }
+  __syncthreads();
+  if (n_tiles > 0) load_kv(0);
+  cp_async_commit();
+
+  float o_acc[D / 2];
+#pragma unroll
+  for (int i = 0; i < D / 2; i++) o_acc[i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // rows g and g + 8 of the warp
+
+  const int wg_row0 = m0 + wg * 64;           // the warpgroup's first query row (of the sequence)
+  const int my_row0 = wg_row0 + wrow + g;     // this thread's rows: my_row0, my_row0 + 8
+  const uint32_t q_wg = sQ + wg * 64 * 128;   // the warpgroup's rows in each Q column block
+
+  for (int j = 0; j < n_tiles; j++) {
+    const int buf = j & 1;
+    if (j + 1 < n_tiles) load_kv(buf ^ 1);
+    cp_async_commit();
+    // Page lookup of tile j + 2 (one key per thread), stored after the compute so its latency hides.
+    const bool store_off = tid < BN && j + 2 < n_tiles;
+    int next_page = -1;
+    if (store_off && (j + 2) * BN + tid < n_end) next_page = seq_pages[((j + 2) * BN + tid) / P];
+    cp_async_wait<1>();                 // Q and tile j have landed (this thread's copies) ...
+    wgmma::fence_proxy_async_smem();    // ... are visible to the tensor cores' async proxy ...
+    __syncthreads();                    // ... and so are everyone else's
+
+    const int k0 = j * BN;
+    // Warpgroup rows that see no key of this tile (causal, past the diagonal): skip the tile's math.
+    const bool wg_active = !(causal && k0 > pos0 + wg_row0 + 63);
+    if (wg_active) {
+      // ---- S = Q Kᵀ ----
+      float s[BN / 2];
+      const uint32_t kb = sK + buf * Cfg::kTileBytes;
+      wgmma::fence();
+#pragma unroll
+      for (int kk = 0; kk < KQ; kk++) {
+        const uint32_t col = (kk & 3) * 32;  // the k16 step within the 128-byte row
+        const uint64_t da = wgmma::desc_sw128(q_wg + (kk >> 2) * BM * 128 + col, 16, 1024);
+        const uint64_t db = wgmma::desc_sw128(kb + (kk >> 2) * BN * 128 + col, 16, 1024);
+        wgmma::wgmma_m64n128k16_ss(s, da, db, kk > 0 ? 1 : 0);
+      }
+      wgmma::commit();
+      wgmma::wait<0>();
+
+      // ---- mask: keys past kv_len, and (causal) keys after the row's position ----
+      if (k0 + BN > kv_len || (causal && k0 + BN - 1 > pos0 + wg_row0)) {
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            const int qpos = pos0 + my_row0 + (e >> 1) * 8;
+            const int key = k0 + n * 8 + 2 * t4 + (e & 1);
+            if (key >= kv_len || (causal && key > qpos)) s[4 * n + e] = -INFINITY;
+          }
+      }
+
+      // ---- online softmax ----
+#pragma unroll
+      for (int hr = 0; hr < 2; hr++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < NB; n++) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * hr], s[4 * n + 2 * hr + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run[hr], mx * scale_log2);
+        const float m_use = safe_max(m_new);
+        const float alpha = exp2f(m_run[hr] - m_use);
+        m_run[hr] = m_new;
+        float sum = 0.0f;
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+#pragma unroll
+          for (int e = 0; e < 2; e++) {
+            const float pv = exp2f(fmaf(s[4 * n + 2 * hr + e], scale_log2, -m_use));
+            s[4 * n + 2 * hr + e] = pv;
+            sum += pv;
+          }
+        l_run[hr] = l_run[hr] * alpha + sum;
+#pragma unroll
+        for (int d = 0; d < DB; d++) {
+          o_acc[4 * d + 2 * hr] *= alpha;
+          o_acc[4 * d + 2 * hr + 1] *= alpha;
+        }
+      }
+
+      // ---- O += P V ----
+      uint32_t pf[KP][4];
+#pragma unroll
+      for (int kk = 0; kk < KP; kk++) {
+        pf[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
+        pf[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
+        pf[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
+        pf[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
+      }
+      const uint32_t vb = sV + buf * Cfg::kTileBytes;
+      wgmma::fence();
+#pragma unroll
+      for (int kk = 0; kk < KP; kk++) {
+        const uint64_t dv = wgmma::desc_sw128(vb + kk * 2048, BN * 128, 1024);
+        if constexpr (D == 128) wgmma::wgmma_m64n128k16_rs_tb(o_acc, pf[kk], dv, 1);
+        else wgmma::wgmma_m64n64k16_rs_tb(o_acc, pf[kk], dv, 1);
+      }
+      wgmma::commit();
+      wgmma::wait<0>();
+    }
+
+    if (store_off) {  // tile j + 2 reuses this buffer
+      const int key = (j + 2) * BN + tid;
+      sOff[buf * BN + tid] = next_page >= 0 ? (int64_t(next_page) * P + key % P) * row_stride + head_off : -1;
+    }
+    __syncthreads();  // tile j's buffers and offsets are free for the next iteration's loads
+  }
+
+  // ---- epilogue: O / l to bf16, staged through the warpgroup's own Q rows, 16-byte stores ----
+  cp_async_wait<0>();
+  __syncthreads();  // with no KV tile, Q copies issued by the other warpgroup may still be landing
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    float l = l_run[hr];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // no visible key: zeros, like the CPU reference
+    const int row = wg * 64 + wrow + g + hr * 8;
+#pragma unroll
+    for (int d = 0; d < DB; d++) {
+      const uint32_t v = pack_bf16(o_acc[4 * d + 2 * hr] * inv, o_acc[4 * d + 2 * hr + 1] * inv);
+      asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sQ + sw128(BM, row, d) + 4 * t4), "r"(v) : "memory");
+    }
+  }
+  asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory");  // the warpgroup's rows are staged
+  for (int i = tid & 127; i < 64 * CH; i += 128) {
+    const int r = wg * 64 + i / CH, c = i % CH;
+    if (m0 + r < q_len) {
+      uint4 v;
+      asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                   : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                   : "r"(sQ + sw128(BM, r, c))
+                   : "memory");
+      *reinterpret_cast<uint4*>(out + (int64_t(q_begin + m0 + r) * H + h) * D + c * 8) = v;
+    }
+  }
+#endif  // SGL_WGMMA_ARCH
+}
+
+template <int D>
+void launch(const AttentionParams& p) {
+  using Cfg = WgCfg<D>;
+  auto kernel = prefill_wgmma_kernel<D>;
+  static const bool attr_set = [&] {
+    SGL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmem));
+    return true;
+  }();
+  (void)attr_set;
+  const dim3 grid((p.max_q_len + Cfg::BM - 1) / Cfg::BM, p.H, p.B);
+  kernel<<<grid, Cfg::kThreads, Cfg::kSmem, sgl_stream()>>>(
+      static_cast<const __nv_bfloat16*>(p.q), static_cast<const __nv_bfloat16*>(p.k_cache),
+      static_cast<const __nv_bfloat16*>(p.v_cache), static_cast<__nv_bfloat16*>(p.out), p.qo_indptr, p.kv_indptr,
+      p.kv_page_indices, p.kv_lens, p.H, p.Hkv, p.P, p.scale * kLog2e, p.causal ? 1 : 0);
+  SGL_CUDA_LAUNCH_CHECK();
+}
+
+// The device is an sm_90 part (H100 / H200: this file's sm_90a code runs there only) and SGL_PREFILL_WGMMA is
+// not 0 (the benchmark's switch to time the mma.sync kernel on the same inputs).
+bool wgmma_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SGL_PREFILL_WGMMA");
+    if (e && e[0] == '0') return false;
+    int dev = 0, major = 0, minor = 0;
+    SGL_CUDA_CHECK(cudaGetDevice(&dev));
+    SGL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    SGL_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    return major == 9 && minor == 0;
+  }();
+  return on;
+}
+
+}  // namespace
+
+bool launch_prefill_wgmma(const AttentionParams& p) {
+  // Short query tiles (chunked prefill of <= 64 rows, mixed batches) stay on the mma.sync kernel's BM = 64.
+  if (p.max_q_len <= 64 || !(p.D == 64 || p.D == 128) || !wgmma_enabled()) return false;
+  if (p.D == 128) launch<128>(p);
+  else launch<64>(p);
+  return true;
+}
+
+}  // namespace attn
+}  // namespace sgl
