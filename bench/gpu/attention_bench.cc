@@ -223,6 +223,17 @@ void bench_prefill() {
     std::printf("%-34s %10.3f %10.1f\n", label, ms, tflops);
     std::printf("ATTN %s ms %.4f tflops %.1f\n", label, ms, tflops);
   }
+  // D = 64 with Qwen2.5-0.5B's heads (H 14, Hkv 2): the shape of that model's prefill.
+  for (int seq : {4096, 16384}) {
+    const Shape s{1, seq, seq, 14, 2, 64, 16, true};
+    const double ms = time_shape(s);
+    char label[96];
+    std::snprintf(label, sizeof label, "prefill hd64 h14 seq %d", seq);
+    if (ms <= 0.0) continue;
+    const double tflops = 4.0 * double(seq) * double(seq) * s.H * s.D / 2.0 / (ms * 1e-3) / 1e12;
+    std::printf("%-34s %10.3f %10.1f\n", label, ms, tflops);
+    std::printf("ATTN %s ms %.4f tflops %.1f\n", label, ms, tflops);
+  }
 }
 
 void bench_decode() {
