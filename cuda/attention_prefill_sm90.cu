@@ -41,7 +41,105 @@ __device__ __forceinline__ uint32_t sw128(int rows, int row, int chunk) {
   return uint32_t((chunk >> 3) * rows * 128 + row * 128 + (((chunk & 7) ^ (row & 7)) << 4));
 }
 
+// ---- per-warpgroup tile math, shared by the two schedules ----------------------------------------------
+#if SGL_WGMMA_ARCH
+
+// S[64 x 128] = Q Kᵀ over D / 16 k-steps: the warpgroup's Q rows and the K tile, both K-major.
 template <int D>
+__device__ __forceinline__ void issue_qk(float (&s)[64], uint32_t q_wg, uint32_t kb) {
+  constexpr int BM = WgCfg<D>::BM, BN = WgCfg<D>::BN;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    const uint32_t col = (kk & 3) * 32u;  // the k16 step within the 128-byte row
+    const uint64_t da = wgmma::desc_sw128(q_wg + (kk >> 2) * BM * 128 + col, 16, 1024);
+    const uint64_t db = wgmma::desc_sw128(kb + (kk >> 2) * BN * 128 + col, 16, 1024);
+    wgmma::wgmma_m64n128k16_ss(s, da, db, kk > 0 ? 1 : 0);
+  }
+}
+
+// O[64 x D] += P V over BN / 16 k-steps: P from registers, V MN-major.
+template <int D>
+__device__ __forceinline__ void issue_pv(float (&o)[D / 2], const uint32_t (&pf)[8][4], uint32_t vb) {
+  constexpr int BN = WgCfg<D>::BN;
+#pragma unroll
+  for (int kk = 0; kk < BN / 16; kk++) {
+    const uint64_t dv = wgmma::desc_sw128(vb + kk * 2048, BN * 128, 1024);
+    if constexpr (D == 128) wgmma::wgmma_m64n128k16_rs_tb(o, pf[kk], dv, 1);
+    else wgmma::wgmma_m64n64k16_rs_tb(o, pf[kk], dv, 1);
+  }
+}
+
+// Masks keys past kv_len and (causal) keys after each row's position; q_pos0 is the position of this
+// thread's first row (the second is 8 rows further).
+__device__ __forceinline__ void mask_tile(float (&s)[64], int k0, int kv_len, int causal, int q_pos0, int t4) {
+#pragma unroll
+  for (int n = 0; n < 16; n++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int qpos = q_pos0 + (e >> 1) * 8;
+      const int key = k0 + n * 8 + 2 * t4 + (e & 1);
+      if (key >= kv_len || (causal && key > qpos)) s[4 * n + e] = -INFINITY;
+    }
+}
+
+// Online softmax of one tile (log2 domain): s becomes exp2(s * scale - m), m / l move on, and alpha[hr] is
+// the factor the accumulated O rows must take.
+__device__ __forceinline__ void softmax_tile(float (&s)[64], float (&m_run)[2], float (&l_run)[2], float (&alpha)[2],
+                                             float scale_log2) {
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    float mx = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < 16; n++) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * hr], s[4 * n + 2 * hr + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m_run[hr], mx * scale_log2);
+    const float m_use = safe_max(m_new);
+    alpha[hr] = exp2f(m_run[hr] - m_use);
+    m_run[hr] = m_new;
+    float sum = 0.0f;
+#pragma unroll
+    for (int n = 0; n < 16; n++)
+#pragma unroll
+      for (int e = 0; e < 2; e++) {
+        const float pv = exp2f(fmaf(s[4 * n + 2 * hr + e], scale_log2, -m_use));
+        s[4 * n + 2 * hr + e] = pv;
+        sum += pv;
+      }
+    l_run[hr] = l_run[hr] * alpha[hr] + sum;
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void rescale(float (&o)[D / 2], const float (&alpha)[2]) {
+#pragma unroll
+  for (int d = 0; d < D / 8; d++) {
+    o[4 * d + 0] *= alpha[0];
+    o[4 * d + 1] *= alpha[0];
+    o[4 * d + 2] *= alpha[1];
+    o[4 * d + 3] *= alpha[1];
+  }
+}
+
+// P (bf16) as the A fragments of the 8 k16 steps of P V.
+__device__ __forceinline__ void to_pfrag(const float (&s)[64], uint32_t (&pf)[8][4]) {
+#pragma unroll
+  for (int kk = 0; kk < 8; kk++) {
+    pf[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
+    pf[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
+    pf[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
+    pf[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
+  }
+}
+
+#endif  // SGL_WGMMA_ARCH
+
+// PIPE false: per tile, S = Q Kᵀ, wait, softmax, O += P V, wait (the tensor cores idle during the softmax).
+// PIPE true (FlashAttention-3's intra-warpgroup overlap): per tile j, S_j = Q K_jᵀ and O += P_{j-1} V_{j-1} are
+// issued together and the softmax of S_j runs while the P V product is on the tensor cores; O is rescaled
+// once that product is done. K and V then have different lifetimes: K_{j+1} loads at the top of iteration j
+// (S_{j-1} is done), V_{j+1} at its end (P_{j-1} V_{j-1} is done), each a cp.async group of its own.
+template <int D, bool PIPE>
 __global__ void __launch_bounds__(256, 1)
     prefill_wgmma_kernel(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k_cache,
                          const __nv_bfloat16* __restrict__ v_cache, __nv_bfloat16* __restrict__ out,
@@ -51,10 +149,7 @@ __global__ void __launch_bounds__(256, 1)
 #if SGL_WGMMA_ARCH
   using Cfg = WgCfg<D>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, NT = Cfg::kThreads, CH = Cfg::CH;
-  constexpr int NB = BN / 8;  // n8 blocks of S
-  constexpr int DB = D / 8;   // n8 blocks of O
-  constexpr int KQ = D / 16;  // k16 steps of Q Kᵀ
-  constexpr int KP = BN / 16; // k16 steps of P V
+  static_assert(BN == 128, "the tile helpers assume 128 keys a tile");
 
   const int b = blockIdx.z, h = blockIdx.y;
   const int m_tile = gridDim.x - 1 - blockIdx.x;  // heaviest (causal) tiles first
@@ -78,7 +173,7 @@ __global__ void __launch_bounds__(256, 1)
   int64_t* sOff = reinterpret_cast<int64_t*>(base + Cfg::kQBytes + 4 * Cfg::kTileBytes);
 
   const int tid = threadIdx.x, lane = tid & 31;
-  const int wg = tid >> 7;             // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
+  const int wg = tid >> 7;                 // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
   const int wrow = ((tid >> 5) & 3) * 16;  // this warp's first row within the warpgroup's 64
   const int g = lane >> 2, t4 = lane & 3;
   const int64_t row_stride = int64_t(Hkv) * D;  // elements per cached token
@@ -96,20 +191,23 @@ __global__ void __launch_bounds__(256, 1)
   static_assert(kRowsPerPass % 8 == 0 && BN % kRowsPerPass == 0 && BM % kRowsPerPass == 0, "loader layout");
   const int ld_row = tid / CH, ld_chunk = tid % CH;
   const uint32_t ld_kv = sw128(BN, ld_row, ld_chunk), ld_q = sw128(BM, ld_row, ld_chunk);
-  auto load_kv = [&](int buf) {
+  // Copies one tile (tile % 2's offsets) of the K or V cache into buffer `buf`.
+  auto load_tile = [&](const __nv_bfloat16* cache, uint32_t tile_base, int buf) {
     const int64_t* offs = sOff + buf * BN + ld_row;
-    const uint32_t dk = sK + buf * Cfg::kTileBytes + ld_kv, dv = sV + buf * Cfg::kTileBytes + ld_kv;
+    const uint32_t dst = tile_base + buf * Cfg::kTileBytes + ld_kv;
 #pragma unroll
     for (int it = 0; it < BN / kRowsPerPass; it++) {
       const int64_t o = offs[it * kRowsPerPass];
-      const uint32_t step = it * kRowsPerPass * 128;
       const bool ok = o >= 0;
-      cp_async16(dk + step, ok ? k_cache + o + ld_chunk * 8 : k_cache, ok ? 16 : 0);
-      cp_async16(dv + step, ok ? v_cache + o + ld_chunk * 8 : v_cache, ok ? 16 : 0);
+      cp_async16(dst + it * kRowsPerPass * 128, ok ? cache + o + ld_chunk * 8 : cache, ok ? 16 : 0);
     }
   };
+  // Offsets of tile `tile` into sOff[tile % 2] (one key per thread of the first BN).
+  auto store_offsets = [&](int tile) {
+    if (tid < BN && tile < n_tiles) sOff[(tile & 1) * BN + tid] = key_offset(tile * BN + tid);
+  };
 
-  // Prologue: key offsets of tiles 0 and 1, then Q and tile 0 in one cp.async group.
+  // Prologue: key offsets of tiles 0 and 1; Q, K_0, V_0 in the first cp.async group.
   for (int i = tid; i < 2 * BN; i += NT) sOff[i] = key_offset(i);
 #pragma unroll
   for (int it = 0; it < BM / kRowsPerPass; it++) {
@@ -119,115 +217,117 @@ __global__ void __launch_bounds__(256, 1)
     cp_async16(sQ + ld_q + it * kRowsPerPass * 128, ok ? src : q, ok ? 16 : 0);
   }
   __syncthreads();
-  if (n_tiles > 0) load_kv(0);
+  if (n_tiles > 0) {
+    load_tile(k_cache, sK, 0);
+    load_tile(v_cache, sV, 0);
+  }
   cp_async_commit();
 
   float o_acc[D / 2];
 #pragma unroll
   for (int i = 0; i < D / 2; i++) o_acc[i] = 0.0f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // rows g and g + 8 of the warp
+  float alpha[2];
 
-  const int wg_row0 = m0 + wg * 64;           // the warpgroup's first query row (of the sequence)
-  const int my_row0 = wg_row0 + wrow + g;     // this thread's rows: my_row0, my_row0 + 8
-  const uint32_t q_wg = sQ + wg * 64 * 128;   // the warpgroup's rows in each Q column block
+  const int wg_row0 = m0 + wg * 64;        // the warpgroup's first query row (of the sequence)
+  const int my_pos0 = pos0 + wg_row0 + wrow + g;  // position of this thread's first row
+  const uint32_t q_wg = sQ + wg * 64 * 128;       // the warpgroup's rows in each Q column block
+  // Whether tile k0 needs masking for this warpgroup (it crosses kv_len or the diagonal).
+  auto needs_mask = [&](int k0) { return k0 + BN > kv_len || (causal && k0 + BN - 1 > pos0 + wg_row0); };
 
-  for (int j = 0; j < n_tiles; j++) {
-    const int buf = j & 1;
-    if (j + 1 < n_tiles) load_kv(buf ^ 1);
+  if constexpr (!PIPE) {
+    for (int j = 0; j < n_tiles; j++) {
+      const int buf = j & 1;
+      if (j + 1 < n_tiles) {
+        load_tile(k_cache, sK, buf ^ 1);
+        load_tile(v_cache, sV, buf ^ 1);
+      }
+      cp_async_commit();
+      cp_async_wait<1>();                // Q and tile j have landed (this thread's copies) ...
+      wgmma::fence_proxy_async_smem();   // ... are visible to the tensor cores' async proxy ...
+      __syncthreads();                   // ... and so are everyone else's
+
+      // The next offsets of sOff[buf] (tile j + 2's), looked up now and stored after the math (sOff[buf]
+      // was last read by tile j's loads, before the barrier above).
+      const int64_t next_off = tid < BN && j + 2 < n_tiles ? key_offset((j + 2) * BN + tid) : -1;
+      const int k0 = j * BN;
+      // Warpgroup rows that see no key of this tile (causal, past the diagonal): skip the tile's math.
+      if (!(causal && k0 > pos0 + wg_row0 + 63)) {
+        float s[64];
+        wgmma::fence();
+        issue_qk<D>(s, q_wg, sK + buf * Cfg::kTileBytes);
+        wgmma::commit();
+        wgmma::wait<0>();
+        if (needs_mask(k0)) mask_tile(s, k0, kv_len, causal, my_pos0, t4);
+        softmax_tile(s, m_run, l_run, alpha, scale_log2);
+        rescale<D>(o_acc, alpha);
+        uint32_t pf[8][4];
+        to_pfrag(s, pf);
+        wgmma::fence();
+        issue_pv<D>(o_acc, pf, sV + buf * Cfg::kTileBytes);
+        wgmma::commit();
+        wgmma::wait<0>();
+      }
+      if (tid < BN && j + 2 < n_tiles) sOff[buf * BN + tid] = next_off;
+      __syncthreads();  // tile j's buffers are free for tile j + 2, loaded at the top of iteration j + 1
+    }
+  } else {
+    // Outstanding cp.async groups at the top of iteration j >= 1: ..., V_{j-1}, K_j, V_j.
+    if (n_tiles > 1) load_tile(k_cache, sK, 1);
     cp_async_commit();
-    // Page lookup of tile j + 2 (one key per thread), stored after the compute so its latency hides.
-    const bool store_off = tid < BN && j + 2 < n_tiles;
-    int next_page = -1;
-    if (store_off && (j + 2) * BN + tid < n_end) next_page = seq_pages[((j + 2) * BN + tid) / P];
-    cp_async_wait<1>();                 // Q and tile j have landed (this thread's copies) ...
-    wgmma::fence_proxy_async_smem();    // ... are visible to the tensor cores' async proxy ...
-    __syncthreads();                    // ... and so are everyone else's
-
-    const int k0 = j * BN;
-    // Warpgroup rows that see no key of this tile (causal, past the diagonal): skip the tile's math.
-    const bool wg_active = !(causal && k0 > pos0 + wg_row0 + 63);
-    if (wg_active) {
-      // ---- S = Q Kᵀ ----
-      float s[BN / 2];
-      const uint32_t kb = sK + buf * Cfg::kTileBytes;
+    if (n_tiles > 1) load_tile(v_cache, sV, 1);
+    cp_async_commit();
+    cp_async_wait<2>();  // Q, K_0, V_0
+    wgmma::fence_proxy_async_smem();
+    __syncthreads();
+    uint32_t pf[8][4];  // P of the previous tile, waiting for its P V product
+    if (n_tiles > 0) {
+      float s[64];
       wgmma::fence();
-#pragma unroll
-      for (int kk = 0; kk < KQ; kk++) {
-        const uint32_t col = (kk & 3) * 32;  // the k16 step within the 128-byte row
-        const uint64_t da = wgmma::desc_sw128(q_wg + (kk >> 2) * BM * 128 + col, 16, 1024);
-        const uint64_t db = wgmma::desc_sw128(kb + (kk >> 2) * BN * 128 + col, 16, 1024);
-        wgmma::wgmma_m64n128k16_ss(s, da, db, kk > 0 ? 1 : 0);
-      }
+      issue_qk<D>(s, q_wg, sK);
       wgmma::commit();
       wgmma::wait<0>();
+      if (needs_mask(0)) mask_tile(s, 0, kv_len, causal, my_pos0, t4);
+      softmax_tile(s, m_run, l_run, alpha, scale_log2);  // O is 0: no rescale
+      to_pfrag(s, pf);
+    }
+    for (int j = 1; j < n_tiles; j++) {
+      const int buf = j & 1;
+      cp_async_wait<1>();                // K_j and V_{j-1} (this thread's copies) ...
+      wgmma::fence_proxy_async_smem();
+      __syncthreads();                   // ... everyone's; and every S_{j-1} is done: K buffer buf ^ 1 is free
+      if (j + 1 < n_tiles) load_tile(k_cache, sK, buf ^ 1);
+      cp_async_commit();
 
-      // ---- mask: keys past kv_len, and (causal) keys after the row's position ----
-      if (k0 + BN > kv_len || (causal && k0 + BN - 1 > pos0 + wg_row0)) {
-#pragma unroll
-        for (int n = 0; n < NB; n++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const int qpos = pos0 + my_row0 + (e >> 1) * 8;
-            const int key = k0 + n * 8 + 2 * t4 + (e & 1);
-            if (key >= kv_len || (causal && key > qpos)) s[4 * n + e] = -INFINITY;
-          }
-      }
-
-      // ---- online softmax ----
-#pragma unroll
-      for (int hr = 0; hr < 2; hr++) {
-        float mx = -INFINITY;
-#pragma unroll
-        for (int n = 0; n < NB; n++) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * hr], s[4 * n + 2 * hr + 1]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m_run[hr], mx * scale_log2);
-        const float m_use = safe_max(m_new);
-        const float alpha = exp2f(m_run[hr] - m_use);
-        m_run[hr] = m_new;
-        float sum = 0.0f;
-#pragma unroll
-        for (int n = 0; n < NB; n++)
-#pragma unroll
-          for (int e = 0; e < 2; e++) {
-            const float pv = exp2f(fmaf(s[4 * n + 2 * hr + e], scale_log2, -m_use));
-            s[4 * n + 2 * hr + e] = pv;
-            sum += pv;
-          }
-        l_run[hr] = l_run[hr] * alpha + sum;
-#pragma unroll
-        for (int d = 0; d < DB; d++) {
-          o_acc[4 * d + 2 * hr] *= alpha;
-          o_acc[4 * d + 2 * hr + 1] *= alpha;
-        }
-      }
-
-      // ---- O += P V ----
-      uint32_t pf[KP][4];
-#pragma unroll
-      for (int kk = 0; kk < KP; kk++) {
-        pf[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
-        pf[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
-        pf[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
-        pf[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
-      }
-      const uint32_t vb = sV + buf * Cfg::kTileBytes;
+      const int k0 = j * BN;
+      float s[64];
       wgmma::fence();
-#pragma unroll
-      for (int kk = 0; kk < KP; kk++) {
-        const uint64_t dv = wgmma::desc_sw128(vb + kk * 2048, BN * 128, 1024);
-        if constexpr (D == 128) wgmma::wgmma_m64n128k16_rs_tb(o_acc, pf[kk], dv, 1);
-        else wgmma::wgmma_m64n64k16_rs_tb(o_acc, pf[kk], dv, 1);
-      }
+      issue_qk<D>(s, q_wg, sK + buf * Cfg::kTileBytes);
+      wgmma::commit();
+      issue_pv<D>(o_acc, pf, sV + (buf ^ 1) * Cfg::kTileBytes);
+      wgmma::commit();
+      // Tile j + 2's offsets into sOff[buf] while the products run (tile j's were last read by V_j's loads,
+      // before the barrier above; K_{j+2} reads them after the next one).
+      store_offsets(j + 2);
+      wgmma::wait<1>();  // S_j (the P V product may still run)
+      if (needs_mask(k0)) mask_tile(s, k0, kv_len, causal, my_pos0, t4);
+      softmax_tile(s, m_run, l_run, alpha, scale_log2);
+      wgmma::wait<0>();  // P_{j-1} V_{j-1}: O and pf are free
+      rescale<D>(o_acc, alpha);
+      to_pfrag(s, pf);
+      __syncthreads();   // every P_{j-1} V_{j-1} is done: V buffer buf ^ 1 is free
+      if (j + 1 < n_tiles) load_tile(v_cache, sV, buf ^ 1);
+      cp_async_commit();
+    }
+    if (n_tiles > 0) {
+      cp_async_wait<0>();  // V_{n-1}
+      wgmma::fence_proxy_async_smem();
+      __syncthreads();
+      wgmma::fence();
+      issue_pv<D>(o_acc, pf, sV + ((n_tiles - 1) & 1) * Cfg::kTileBytes);
       wgmma::commit();
       wgmma::wait<0>();
     }
-
-    if (store_off) {  // tile j + 2 reuses this buffer
-      const int key = (j + 2) * BN + tid;
-      sOff[buf * BN + tid] = next_page >= 0 ? (int64_t(next_page) * P + key % P) * row_stride + head_off : -1;
-    }
-    __syncthreads();  // tile j's buffers and offsets are free for the next iteration's loads
   }
 
   // ---- epilogue: O / l to bf16, staged through the warpgroup's own Q rows, 16-byte stores ----
@@ -241,7 +341,7 @@ __global__ void __launch_bounds__(256, 1)
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;  // no visible key: zeros, like the CPU reference
     const int row = wg * 64 + wrow + g + hr * 8;
 #pragma unroll
-    for (int d = 0; d < DB; d++) {
+    for (int d = 0; d < D / 8; d++) {
       const uint32_t v = pack_bf16(o_acc[4 * d + 2 * hr] * inv, o_acc[4 * d + 2 * hr + 1] * inv);
       asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sQ + sw128(BM, row, d) + 4 * t4), "r"(v) : "memory");
     }
@@ -261,10 +361,10 @@ __global__ void __launch_bounds__(256, 1)
 #endif  // SGL_WGMMA_ARCH
 }
 
-template <int D>
+template <int D, bool PIPE>
 void launch(const AttentionParams& p) {
   using Cfg = WgCfg<D>;
-  auto kernel = prefill_wgmma_kernel<D>;
+  auto kernel = prefill_wgmma_kernel<D, PIPE>;
   static const bool attr_set = [&] {
     SGL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmem));
     return true;
@@ -278,28 +378,33 @@ void launch(const AttentionParams& p) {
   SGL_CUDA_LAUNCH_CHECK();
 }
 
-// The device is an sm_90 part (H100 / H200: this file's sm_90a code runs there only) and SGL_PREFILL_WGMMA is
-// not 0 (the benchmark's switch to time the mma.sync kernel on the same inputs).
-bool wgmma_enabled() {
-  static const bool on = [] {
-    const char* e = std::getenv("SGL_PREFILL_WGMMA");
-    if (e && e[0] == '0') return false;
+// 0: not this kernel (another device, or SGL_PREFILL_WGMMA=0: the benchmark's switch to time the mma.sync
+// kernel on the same inputs); 1: the plain schedule (SGL_PREFILL_WGMMA=1); 2: the overlapped one (default).
+// The device must be an sm_90 part (H100 / H200): this file's sm_90a code runs there only.
+int wgmma_mode() {
+  static const int mode = [] {
     int dev = 0, major = 0, minor = 0;
     SGL_CUDA_CHECK(cudaGetDevice(&dev));
     SGL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     SGL_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-    return major == 9 && minor == 0;
+    if (major != 9 || minor != 0) return 0;
+    const char* e = std::getenv("SGL_PREFILL_WGMMA");
+    if (e && e[0] == '0') return 0;
+    if (e && e[0] == '1') return 1;
+    return 2;
   }();
-  return on;
+  return mode;
 }
 
 }  // namespace
 
 bool launch_prefill_wgmma(const AttentionParams& p) {
   // Short query tiles (chunked prefill of <= 64 rows, mixed batches) stay on the mma.sync kernel's BM = 64.
-  if (p.max_q_len <= 64 || !(p.D == 64 || p.D == 128) || !wgmma_enabled()) return false;
-  if (p.D == 128) launch<128>(p);
-  else launch<64>(p);
+  if (p.max_q_len <= 64 || !(p.D == 64 || p.D == 128)) return false;
+  const int mode = wgmma_mode();
+  if (mode == 0) return false;
+  if (p.D == 128) mode == 2 ? launch<128, true>(p) : launch<128, false>(p);
+  else mode == 2 ? launch<64, true>(p) : launch<64, false>(p);
   return true;
 }
 

@@ -31,14 +31,16 @@ if [[ $what == quick ]]; then
   SGL_BENCH_QUICK=1 bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
 fi
 if [[ $what == attn ]]; then
-  { echo "== attention_test (default: wgmma prefill on sm_90)"; build/attention_test | grep -E "FAIL|passed"
-    echo "== attention_test (SGL_PREFILL_WGMMA=0)"; SGL_PREFILL_WGMMA=0 build/attention_test | grep -E "FAIL|passed"
-  } 2>&1 | tee "$OUT/attn-test.log"
-  grep -q " 0 failed" <(build/attention_test 2>&1 | tail -1) || rc=1
-  command -v cuobjdump >/dev/null && cuobjdump -sass build/libsgl_cuda_sm90a.a 2>/dev/null | grep -oE "HGMMA\.[A-Z0-9x.]+" | sort | uniq -c | tee "$OUT/attn-sass.txt"
-  { build/attention_bench prefill | grep ^ATTN
-    SGL_PREFILL_WGMMA=0 build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-mma.sync/"
-    python3 bench/gpu/sdpa_ref.py prefill | grep ^SDPA; } 2>&1 | tee "$OUT/attn-bench.log"
+  for m in 2 1 0; do  # SGL_PREFILL_WGMMA: 2 overlapped wgmma (default), 1 plain wgmma, 0 mma.sync
+    echo "== attention_test SGL_PREFILL_WGMMA=$m"
+    SGL_PREFILL_WGMMA=$m build/attention_test > "$OUT/attn-test-$m.log" 2>&1 || rc=1
+    grep -E "FAIL" "$OUT/attn-test-$m.log" | head -8; tail -1 "$OUT/attn-test-$m.log"
+  done
+  command -v cuobjdump >/dev/null && cuobjdump -sass build/libsgl_cuda_sm90a.a 2>/dev/null | grep -oE "HGMMA\.[A-Za-z0-9x.]+" | sort | uniq -c
+  for m in 2 1 0; do
+    SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"
+  done 2>&1 | tee "$OUT/attn-bench.log"
+  python3 bench/gpu/sdpa_ref.py prefill 2>&1 | grep ^SDPA | tee -a "$OUT/attn-bench.log"
 fi
 if [[ $what == bench || $what == all ]]; then
   bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
