@@ -286,6 +286,7 @@ __global__ void __launch_bounds__(256, 1)
       wgmma::fence();
       issue_qk<D>(s, q_wg, sK);
       wgmma::commit();
+      store_offsets(2);  // into sOff[0]: tile 0's were read by K_0 / V_0's loads, before the barrier above
       wgmma::wait<0>();
       if (needs_mask(0)) mask_tile(s, 0, kv_len, causal, my_pos0, t4);
       softmax_tile(s, m_run, l_run, alpha, scale_log2);  // O is 0: no rescale
