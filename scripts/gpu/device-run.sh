@@ -2,7 +2,9 @@
 # On the GPU machine (bare: no Node, no npm): unpacks .gpu/ (scripts/gpu/pack.sh), builds the addon with the
 # CUDA backend, then runs `npm run test:gpu` and/or `npm run bench:gpu` equivalents. Logs go to $OUT.
 #   bash scripts/gpu/device-run.sh test|bench|all|quick|attn   (quick: test + SGL_BENCH_QUICK=1 bench; attn: the
-#   attention parity harness and prefill timings with the wgmma kernel and with SGL_PREFILL_WGMMA=0, beside SDPA)
+#   attention parity harness and prefill timings with the wgmma kernel and with SGL_PREFILL_WGMMA=0, beside SDPA;
+#   core: test, the attention harness on every prefill kernel, attention_bench + SDPA, and the Qwen2.5-0.5B
+#   engine (decode B 1 / 8 / 64 / 256, prefill 4096, and prefill on the mma.sync kernel): one short call)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 what=${1:-all}
@@ -41,6 +43,25 @@ if [[ $what == attn ]]; then
     SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"
   done 2>&1 | tee "$OUT/attn-bench.log"
   python3 bench/gpu/sdpa_ref.py prefill 2>&1 | grep ^SDPA | tee -a "$OUT/attn-bench.log"
+fi
+if [[ $what == core ]]; then
+  bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
+  for m in 1 0; do
+    echo "== attention_test SGL_PREFILL_WGMMA=$m"
+    SGL_PREFILL_WGMMA=$m build/attention_test > "$OUT/attn-test-$m.log" 2>&1 || rc=1
+    grep -E "FAIL" "$OUT/attn-test-$m.log" | head -8; tail -1 "$OUT/attn-test-$m.log"
+  done 2>&1 | tee -a "$OUT/test-gpu.log"
+  command -v cuobjdump >/dev/null && cuobjdump -sass build/libsgl_cuda_sm90a.a 2>/dev/null | grep -oE "HGMMA\.[A-Za-z0-9x.]+" | sort | uniq -c
+  {
+    build/attention_bench
+    for m in 1 0; do SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"; done
+    python3 bench/gpu/sdpa_ref.py
+    m=/tmp/sgl-models/qwen2.5-0.5b-instruct
+    python3 bench/make_random_model.py --shape qwen2.5-0.5b-instruct --out $m --device cuda >&2
+    node dist/bench/gpu/e2e-bench.js --model $m --name qwen2.5-0.5b --ctx 1024 --batches 1,8,64,256 --out 128 --prefill 4096
+    SGL_PREFILL_WGMMA=0 node dist/bench/gpu/e2e-bench.js --model $m --name "qwen2.5-0.5b mma.sync prefill" --ctx 1024 --batches 1 --out 16 --prefill 4096
+  } > "$OUT/bench-core.log" 2>&1
+  echo "==== summary"; grep -E "^(ATTN|SDPA|E2E) " "$OUT/bench-core.log"
 fi
 if [[ $what == bench || $what == all ]]; then
   bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
