@@ -44,24 +44,25 @@ if [[ $what == attn ]]; then
   done 2>&1 | tee "$OUT/attn-bench.log"
   python3 bench/gpu/sdpa_ref.py prefill 2>&1 | grep ^SDPA | tee -a "$OUT/attn-bench.log"
 fi
-if [[ $what == core ]]; then
-  bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
-  for m in 1 0; do
+if [[ $what == core ]]; then  # most important first: a short budget may cut the rest (logs stay in $OUT)
+  for m in 2 1 0; do  # SGL_PREFILL_WGMMA: 2 overlapped wgmma (default), 1 plain wgmma, 0 mma.sync
     echo "== attention_test SGL_PREFILL_WGMMA=$m"
     SGL_PREFILL_WGMMA=$m build/attention_test > "$OUT/attn-test-$m.log" 2>&1 || rc=1
     grep -E "FAIL" "$OUT/attn-test-$m.log" | head -8; tail -1 "$OUT/attn-test-$m.log"
-  done 2>&1 | tee -a "$OUT/test-gpu.log"
+  done
   command -v cuobjdump >/dev/null && cuobjdump -sass build/libsgl_cuda_sm90a.a 2>/dev/null | grep -oE "HGMMA\.[A-Za-z0-9x.]+" | sort | uniq -c
+  { for m in 2 1 0; do SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"; done
+    python3 bench/gpu/sdpa_ref.py prefill | grep ^SDPA; } 2>&1 | tee "$OUT/bench-attn-prefill.log"
+  bash scripts/gpu/test-gpu.sh > "$OUT/test-gpu.log" 2>&1 || rc=1
+  grep -E "^== |passed|FAIL|^not ok|test:gpu" "$OUT/test-gpu.log" | head -40
   {
-    build/attention_bench
-    for m in 1 0; do SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"; done
-    python3 bench/gpu/sdpa_ref.py
+    build/attention_bench decode | grep ^ATTN
+    python3 bench/gpu/sdpa_ref.py decode | grep ^SDPA
     m=/tmp/sgl-models/qwen2.5-0.5b-instruct
     python3 bench/make_random_model.py --shape qwen2.5-0.5b-instruct --out $m --device cuda >&2
-    node dist/bench/gpu/e2e-bench.js --model $m --name qwen2.5-0.5b --ctx 1024 --batches 1,8,64,256 --out 128 --prefill 4096
-    SGL_PREFILL_WGMMA=0 node dist/bench/gpu/e2e-bench.js --model $m --name "qwen2.5-0.5b mma.sync prefill" --ctx 1024 --batches 1 --out 16 --prefill 4096
-  } > "$OUT/bench-core.log" 2>&1
-  echo "==== summary"; grep -E "^(ATTN|SDPA|E2E) " "$OUT/bench-core.log"
+    node dist/bench/gpu/e2e-bench.js --model $m --name qwen2.5-0.5b --ctx 1024 --batches 1,8,64,256 --out 128 --prefill 4096 | grep ^E2E
+    SGL_PREFILL_WGMMA=0 node dist/bench/gpu/e2e-bench.js --model $m --name "qwen2.5-0.5b mma.sync prefill" --ctx 1024 --batches 1 --out 16 --prefill 4096 | grep ^E2E
+  } 2>&1 | tee "$OUT/bench-core.log"
 fi
 if [[ $what == bench || $what == all ]]; then
   bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
