@@ -16,6 +16,17 @@ for src in test/gpu/*_test.cc; do
   echo "$out" | tail -1
   [[ $code -ne 0 ]] && fail=1
 done
+# the prefill kernels the default does not pick on this device: the plain-schedule wgmma kernel and the
+# mma.sync one (other GPUs' path)
+for m in 1 0; do
+  exe=$(ls build/attention_test build/Release/attention_test 2>/dev/null | head -1)
+  [[ -z $exe ]] && continue
+  echo "== attention_test SGL_PREFILL_WGMMA=$m"
+  out=$(SGL_PREFILL_WGMMA=$m "$exe" 2>&1); code=$?
+  echo "$out" | grep -E "FAIL" | head -40
+  echo "$out" | tail -1
+  [[ $code -ne 0 ]] && fail=1
+done
 echo "== node GPU tests"
 node --test --test-concurrency=1 dist/test/gpu/*.test.js 2>&1 | grep -E "^# (tests|pass|fail|skipped)|^not ok|^ok|Error|error:|message:|expected:|actual:|PARITY" | head -60
 [[ ${PIPESTATUS[0]} -ne 0 ]] && fail=1
