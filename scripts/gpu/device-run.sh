@@ -14,37 +14,8 @@ source .gpu/prelude.sh || exit 1
 tar -xJf .gpu/bundle.tar.xz
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 t0=$(date +%s)
-if [[ $what == attn ]]; then  # only the two attention executables (a short device budget)
-  build() { node node_modules/cmake-js/bin/cmake-js configure --out build && cmake --build build -j 16 --target attention_test attention_bench; }
-else
-  build() { node node_modules/cmake-js/bin/cmake-js compile --out build; }
-fi
-if ! build > "$OUT/build.log" 2>&1; then
-  tail -60 "$OUT/build.log"; exit 1
-fi
-grep -E "warning|CUDA backend" "$OUT/build.log" | head -20
-echo "build: $(( $(date +%s) - t0 )) s"
-rc=0
-if [[ $what == test || $what == all ]]; then
-  bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
-fi
-if [[ $what == quick ]]; then
-  bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
-  SGL_BENCH_QUICK=1 bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
-fi
-if [[ $what == attn ]]; then
-  for m in 2 1 0; do  # SGL_PREFILL_WGMMA: 2 overlapped wgmma (default), 1 plain wgmma, 0 mma.sync
-    echo "== attention_test SGL_PREFILL_WGMMA=$m"
-    SGL_PREFILL_WGMMA=$m build/attention_test > "$OUT/attn-test-$m.log" 2>&1 || rc=1
-    grep -E "FAIL" "$OUT/attn-test-$m.log" | head -8; tail -1 "$OUT/attn-test-$m.log"
-  done
-  command -v cuobjdump >/dev/null && cuobjdump -sass build/libsgl_cuda_sm90a.a 2>/dev/null | grep -oE "HGMMA\.[A-Za-z0-9x.]+" | sort | uniq -c
-  for m in 2 1 0; do
-    SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"
-  done 2>&1 | tee "$OUT/attn-bench.log"
-  python3 bench/gpu/sdpa_ref.py prefill 2>&1 | grep ^SDPA | tee -a "$OUT/attn-bench.log"
-fi
-if [[ $what == core ]]; then  # most important first: a short budget may cut the rest (logs stay in $OUT)
+# attn and core: the attention harness on each prefill kernel, then their prefill timings beside SDPA
+attn_first() {
   for m in 2 1 0; do  # SGL_PREFILL_WGMMA: 2 overlapped wgmma (default), 1 plain wgmma, 0 mma.sync
     echo "== attention_test SGL_PREFILL_WGMMA=$m"
     SGL_PREFILL_WGMMA=$m build/attention_test > "$OUT/attn-test-$m.log" 2>&1 || rc=1
@@ -53,6 +24,10 @@ if [[ $what == core ]]; then  # most important first: a short budget may cut the
   command -v cuobjdump >/dev/null && cuobjdump -sass build/libsgl_cuda_sm90a.a 2>/dev/null | grep -oE "HGMMA\.[A-Za-z0-9x.]+" | sort | uniq -c
   { for m in 2 1 0; do SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"; done
     python3 bench/gpu/sdpa_ref.py prefill | grep ^SDPA; } 2>&1 | tee "$OUT/bench-attn-prefill.log"
+}
+[[ $what == attn ]] && attn_first
+if [[ $what == core ]]; then  # most important first: a short budget may cut the rest (logs stay in $OUT)
+  attn_first
   bash scripts/gpu/test-gpu.sh > "$OUT/test-gpu.log" 2>&1 || rc=1
   grep -E "^== |passed|FAIL|^not ok|test:gpu" "$OUT/test-gpu.log" | head -40
   {
