@@ -24,9 +24,9 @@ only=${SGL_BENCH_ONLY:-}
 want() { [[ -z $only || ,$only, == *,$1,* ]]; }  # want SECTION: run it (all run when SGL_BENCH_ONLY is unset)
 if [[ -z $quick ]] && want kernels; then
   [[ -n $(exe attention_bench) ]] && run "$(exe attention_bench)"
-  # prefill on the other kernels, same shapes: the plain-schedule wgmma kernel (SGL_PREFILL_WGMMA=1) and the
-  # mma.sync kernel (SGL_PREFILL_WGMMA=0, what other GPUs than sm_90 run)
-  for m in 1 0; do
+  # prefill on each kernel, same shapes: the overlapped and the plain-schedule wgmma kernels (SGL_PREFILL_WGMMA=2,
+  # 1; sm_90) and the mma.sync kernel (0, what other GPUs run)
+  for m in 2 1 0; do
     [[ -n $(exe attention_bench) ]] && SGL_PREFILL_WGMMA=$m "$(exe attention_bench)" prefill 2>&1 | sed "s/^ATTN prefill/ATTN prefill-w$m/" | tee -a "$log"
   done
   run python3 bench/gpu/sdpa_ref.py

@@ -16,9 +16,9 @@ for src in test/gpu/*_test.cc; do
   echo "$out" | tail -1
   [[ $code -ne 0 ]] && fail=1
 done
-# the prefill kernels the default does not pick on this device: the plain-schedule wgmma kernel and the
-# mma.sync one (other GPUs' path)
-for m in 1 0; do
+# each prefill kernel whatever the default picks: the overlapped and the plain-schedule wgmma kernels (sm_90)
+# and the mma.sync one (other GPUs' path)
+for m in 2 1 0; do
   exe=$(ls build/attention_test build/Release/attention_test 2>/dev/null | head -1)
   [[ -z $exe ]] && continue
   echo "== attention_test SGL_PREFILL_WGMMA=$m"
