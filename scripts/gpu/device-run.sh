@@ -15,17 +15,18 @@ tar -xJf .gpu/bundle.tar.xz
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 t0=$(date +%s)
 # attn and core: the attention harness on each prefill kernel, then their prefill timings beside SDPA
-attn_first() {
-  for m in 2 1 0; do  # SGL_PREFILL_WGMMA: 2 overlapped wgmma (default), 1 plain wgmma, 0 mma.sync
+attn_first() {  # [modes]: SGL_PREFILL_WGMMA values, default "2 1 0" (2 overlapped wgmma, 1 plain, 0 mma.sync)
+  local modes=${1:-2 1 0}
+  for m in $modes; do
     echo "== attention_test SGL_PREFILL_WGMMA=$m"
     SGL_PREFILL_WGMMA=$m build/attention_test > "$OUT/attn-test-$m.log" 2>&1 || rc=1
     grep -E "FAIL" "$OUT/attn-test-$m.log" | head -8; tail -1 "$OUT/attn-test-$m.log"
   done
   command -v cuobjdump >/dev/null && cuobjdump -sass build/libsgl_cuda_sm90a.a 2>/dev/null | grep -oE "HGMMA\.[A-Za-z0-9x.]+" | sort | uniq -c
-  { for m in 2 1 0; do SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"; done
+  { for m in $modes; do SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"; done
     python3 bench/gpu/sdpa_ref.py prefill | grep ^SDPA; } 2>&1 | tee "$OUT/bench-attn-prefill.log"
 }
-[[ $what == attn ]] && attn_first
+[[ $what == attn ]] && attn_first "${SGL_ATTN_MODES:-2 1 0}"
 if [[ $what == core ]]; then  # most important first: a short budget may cut the rest (logs stay in $OUT)
   attn_first
   bash scripts/gpu/test-gpu.sh > "$OUT/test-gpu.log" 2>&1 || rc=1
