@@ -4,7 +4,8 @@
 #   bash scripts/gpu/device-run.sh test|bench|all|quick|attn   (quick: test + SGL_BENCH_QUICK=1 bench; attn: the
 #   attention parity harness and prefill timings with the wgmma kernel and with SGL_PREFILL_WGMMA=0, beside SDPA;
 #   core: test, the attention harness on every prefill kernel, attention_bench + SDPA, and the Qwen2.5-0.5B
-#   engine (decode B 1 / 8 / 64 / 256, prefill 4096, and prefill on the mma.sync kernel): one short call)
+#   engine (decode B 1 / 8 / 64 / 256, prefill 4096, and prefill on the mma.sync kernel): one short call;
+#   prof: per-kernel GPU times (ncu) of one 500-token gte-Qwen2-1.5B /encode forward, where its 4.3 ms go)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 what=${1:-all}
@@ -39,6 +40,15 @@ if [[ $what == core ]]; then  # most important first: a short budget may cut the
     SGL_PREFILL_WGMMA=2 node dist/bench/gpu/e2e-bench.js --model $m --name qwen2.5-0.5b --ctx 1024 --batches 1,8,64,256 --out 128 --prefill 4096 | grep ^E2E
     SGL_PREFILL_WGMMA=0 node dist/bench/gpu/e2e-bench.js --model $m --name "qwen2.5-0.5b mma.sync prefill" --ctx 1024 --batches 1 --out 16 --prefill 4096 | grep ^E2E
   } 2>&1 | tee "$OUT/bench-core.log"
+fi
+if [[ $what == prof ]]; then
+  m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
+  python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
+  # the engine part of the probe only matters; --n 2 keeps the profiled kernels to a few thousand
+  ncu --metrics gpu__time_duration.sum --print-summary per-kernel \
+    node dist/bench/encode-probe.js --model $m --name gte-qwen2-1.5b --embedding --device cuda --len 500 --n 2 \
+    > "$OUT/prof-gte.txt" 2>&1 || rc=1
+  grep -E "PROBE|^  [a-zA-Z_]|gpu__time_duration" "$OUT/prof-gte.txt" | head -80
 fi
 if [[ $what == bench || $what == all ]]; then
   bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
