@@ -146,6 +146,11 @@ void launch_generic(const AttentionParams& p) { launch_generic_t<__nv_bfloat16>(
 
 }  // namespace attn
 
+#if defined(SGL_NO_SM90A)
+// Built with an nvcc older than 12.0 (no sm_90a): attention_prefill_sm90.cu is not compiled.
+bool attn::launch_prefill_wgmma(const AttentionParams&) { return false; }
+#endif
+
 void attention_cuda(const AttentionParams& p) {
   if (p.B <= 0 || p.T <= 0 || p.H <= 0 || p.max_q_len <= 0) return;
   attn::check_shape(p, "attention_cuda");
