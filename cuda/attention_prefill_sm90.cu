@@ -258,6 +258,7 @@ __global__ void __launch_bounds__(256, 1)
         issue_qk<D>(s, q_wg, sK + buf * Cfg::kTileBytes);
         wgmma::commit();
         wgmma::wait<0>();
+        wgmma::fence_operands(s);
         if (needs_mask(k0)) mask_tile(s, k0, kv_len, causal, my_pos0, t4);
         softmax_tile(s, m_run, l_run, alpha, scale_log2);
         rescale<D>(o_acc, alpha);
@@ -267,6 +268,7 @@ __global__ void __launch_bounds__(256, 1)
         issue_pv<D>(o_acc, pf, sV + buf * Cfg::kTileBytes);
         wgmma::commit();
         wgmma::wait<0>();
+        wgmma::fence_operands(o_acc);
       }
       if (tid < BN && j + 2 < n_tiles) sOff[buf * BN + tid] = next_off;
       __syncthreads();  // tile j's buffers are free for tile j + 2, loaded at the top of iteration j + 1
@@ -288,6 +290,7 @@ __global__ void __launch_bounds__(256, 1)
       wgmma::commit();
       store_offsets(2);  // into sOff[0]: tile 0's were read by K_0 / V_0's loads, before the barrier above
       wgmma::wait<0>();
+      wgmma::fence_operands(s);
       if (needs_mask(0)) mask_tile(s, 0, kv_len, causal, my_pos0, t4);
       softmax_tile(s, m_run, l_run, alpha, scale_log2);  // O is 0: no rescale
       to_pfrag(s, pf);
@@ -311,9 +314,11 @@ __global__ void __launch_bounds__(256, 1)
       // before the barrier above; K_{j+2} reads them after the next one).
       store_offsets(j + 2);
       wgmma::wait<1>();  // S_j (the P V product may still run)
+      wgmma::fence_operands(s);
       if (needs_mask(k0)) mask_tile(s, k0, kv_len, causal, my_pos0, t4);
       softmax_tile(s, m_run, l_run, alpha, scale_log2);
       wgmma::wait<0>();  // P_{j-1} V_{j-1}: O and pf are free
+      wgmma::fence_operands(o_acc);
       rescale<D>(o_acc, alpha);
       to_pfrag(s, pf);
       __syncthreads();   // every P_{j-1} V_{j-1} is done: V buffer buf ^ 1 is free
@@ -328,6 +333,7 @@ __global__ void __launch_bounds__(256, 1)
       issue_pv<D>(o_acc, pf, sV + ((n_tiles - 1) & 1) * Cfg::kTileBytes);
       wgmma::commit();
       wgmma::wait<0>();
+      wgmma::fence_operands(o_acc);
     }
   }
 

@@ -49,6 +49,15 @@ template <int N>
 __device__ __forceinline__ void wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
+// Pins an accumulator array in place across the wait_group / issue points (an empty asm that reads and
+// writes each register): the compiler may not move arithmetic on them across it. ptxas also guards registers
+// that a wgmma in flight reads or writes (it serialises, with a warning, where code touches them early), so
+// this keeps the schedule the code shows rather than making it correct.
+template <int N>
+__device__ __forceinline__ void fence_operands(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
 // Shared memory written by ordinary stores or cp.async is read by wgmma through the async proxy: each writing
 // thread fences before the barrier that publishes the tile.
 __device__ __forceinline__ void fence_proxy_async_smem() {
