@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the GPU machine (bare: no Node, no npm): unpacks .gpu/ (scripts/gpu/pack.sh), builds the addon with the
 # CUDA backend, then runs `npm run test:gpu` and/or `npm run bench:gpu` equivalents. Logs go to $OUT.
-#   bash scripts/gpu/device-run.sh test|bench|all|quick|attn   (quick: test + SGL_BENCH_QUICK=1 bench; attn: the
+#   bash scripts/gpu/device-run.sh test|bench|all|quick|attn|core|prof   (quick: test + SGL_BENCH_QUICK=1 bench; attn: the
 #   attention parity harness and prefill timings with the wgmma kernel and with SGL_PREFILL_WGMMA=0, beside SDPA;
 #   core: test, the attention harness on every prefill kernel, attention_bench + SDPA, and the Qwen2.5-0.5B
 #   engine (decode B 1 / 8 / 64 / 256, prefill 4096, and prefill on the mma.sync kernel): one short call;
@@ -15,6 +15,24 @@ source .gpu/prelude.sh || exit 1
 tar -xJf .gpu/bundle.tar.xz
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 t0=$(date +%s)
+if [[ $what == attn ]]; then  # only the two attention executables (a short device budget)
+  build() { node node_modules/cmake-js/bin/cmake-js configure --out build && cmake --build build -j 16 --target attention_test attention_bench; }
+else
+  build() { node node_modules/cmake-js/bin/cmake-js compile --out build; }
+fi
+if ! build > "$OUT/build.log" 2>&1; then
+  tail -60 "$OUT/build.log"; exit 1
+fi
+grep -E "warning|CUDA backend" "$OUT/build.log" | head -20
+echo "build: $(( $(date +%s) - t0 )) s"
+rc=0
+if [[ $what == test || $what == all ]]; then
+  bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
+fi
+if [[ $what == quick ]]; then
+  bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
+  SGL_BENCH_QUICK=1 bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
+fi
 # attn and core: the attention harness on each prefill kernel, then their prefill timings beside SDPA
 attn_first() {  # [modes]: SGL_PREFILL_WGMMA values, default "2 1 0" (2 overlapped wgmma, 1 plain, 0 mma.sync)
   local modes=${1:-2 1 0}
