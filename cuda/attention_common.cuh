@@ -86,6 +86,48 @@ __device__ __forceinline__ uint32_t swz(int row, int chunk) {
   return static_cast<uint32_t>((row * CHUNKS + (chunk ^ (row & 7))) * 16);
 }
 
+// Where a prefill block stands (both tensor-core prefill kernels): query rows [m0, m0 + BM) of sequence b,
+// query head h over KV head kvh, the keys its rows may see ([0, n_end): causal stops at the last row's
+// position), and the paged-cache offset of each key. rows() is false for a block past the sequence's rows.
+struct PrefillBlock {
+  int q_begin, q_len;  // the sequence's query rows in q / out
+  int m0;              // the block's first query row
+  int kv_len, pos0;    // keys of the sequence; position of its query 0
+  int kvh, n_end;
+  const int32_t* seq_pages;       // the sequence's page ids
+  int P;                          // page size
+  int64_t row_stride, head_off;   // elements per cached token; the KV head's offset within one
+
+  __device__ __forceinline__ bool rows() const { return m0 < q_len; }
+  // Element offset of a key in the caches; -1 outside [0, n_end) (its tile row is zero-filled).
+  __device__ __forceinline__ int64_t key_offset(int key) const {
+    if (key >= n_end) return -1;
+    const int pg = seq_pages[key / P];
+    return (int64_t(pg) * P + key % P) * row_stride + head_off;
+  }
+};
+
+template <int BM, int D>
+__device__ __forceinline__ PrefillBlock prefill_block(int b, int h, int m_tile, const int32_t* qo_indptr,
+                                                      const int32_t* kv_indptr, const int32_t* page_ids,
+                                                      const int32_t* kv_lens, int H, int Hkv, int P, int causal) {
+  PrefillBlock k;
+  k.q_begin = qo_indptr[b];
+  k.q_len = qo_indptr[b + 1] - k.q_begin;
+  k.m0 = m_tile * BM;
+  k.kv_len = kv_lens[b];
+  k.kvh = h / (H / Hkv);
+  k.pos0 = k.kv_len - k.q_len;
+  k.n_end = k.kv_len;
+  if (causal) k.n_end = min(k.kv_len, k.pos0 + min(k.m0 + BM, k.q_len));
+  k.n_end = max(k.n_end, 0);
+  k.seq_pages = page_ids + kv_indptr[b];
+  k.P = P;
+  k.row_stride = int64_t(Hkv) * D;
+  k.head_off = int64_t(k.kvh) * D;
+  return k;
+}
+
 // exp2 of x - m where m may be -inf (a row that has seen no key yet): then every x is -inf too and the
 // result must be 0, not NaN.
 __device__ __forceinline__ float safe_max(float m) { return m == -INFINITY ? 0.0f : m; }

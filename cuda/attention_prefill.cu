@@ -50,19 +50,12 @@ __global__ void __launch_bounds__(NWARPS * 32)
   constexpr int KQ = D / 16;   // k16 steps of Q Kᵀ
   constexpr int KP = BN / 16;  // k16 steps of P V
 
-  const int b = blockIdx.z, h = blockIdx.y;
-  const int m_tile = gridDim.x - 1 - blockIdx.x;  // heaviest (causal) tiles first
-  const int q_begin = qo_indptr[b];
-  const int q_len = qo_indptr[b + 1] - q_begin;
-  const int m0 = m_tile * BM;
-  if (m0 >= q_len) return;
-  const int kv_len = kv_lens[b];
-  const int kvh = h / (H / Hkv);
-  const int pos0 = kv_len - q_len;  // position of query 0 of the sequence
-  // Keys any row of this tile may see: [0, n_end).
-  int n_end = kv_len;
-  if (causal) n_end = min(kv_len, pos0 + min(m0 + BM, q_len));
-  n_end = max(n_end, 0);
+  // heaviest (causal) tiles first
+  const PrefillBlock blk = prefill_block<BM, D>(blockIdx.z, blockIdx.y, gridDim.x - 1 - blockIdx.x, qo_indptr,
+                                                kv_indptr, page_ids, kv_lens, H, Hkv, P, causal);
+  if (!blk.rows()) return;
+  const int h = blockIdx.y, q_begin = blk.q_begin, q_len = blk.q_len, m0 = blk.m0, kv_len = blk.kv_len;
+  const int pos0 = blk.pos0, n_end = blk.n_end;
   const int n_tiles = (n_end + BN - 1) / BN;
 
   extern __shared__ __align__(128) uint8_t smem[];
@@ -75,16 +68,6 @@ __global__ void __launch_bounds__(NWARPS * 32)
   int64_t* sOff = reinterpret_cast<int64_t*>(base + Cfg::kQBytes + 4 * Cfg::kTileBytes);
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int64_t row_stride = int64_t(Hkv) * D;  // elements per cached token
-  const int64_t head_off = int64_t(kvh) * D;
-  const int32_t* seq_pages = page_ids + kv_indptr[b];
-
-  // Element offset of key `key` of this sequence in the caches (-1: outside [0, n_end), zero-filled).
-  auto key_offset = [&](int key) -> int64_t {
-    if (key >= n_end) return -1;
-    const int pg = seq_pages[key / P];
-    return (int64_t(pg) * P + key % P) * row_stride + head_off;
-  };
   // Loader layout: a row's CH chunks on CH consecutive threads, NT / CH rows per pass (a multiple of 8, so
   // the swizzle pattern (row & 7) is the same on every pass).
   constexpr int kRowsPerPass = NT / CH;
@@ -105,7 +88,7 @@ __global__ void __launch_bounds__(NWARPS * 32)
   };
 
   // Prologue: key offsets of tiles 0 and 1, then Q and tile 0 in one cp.async group.
-  for (int i = tid; i < 2 * BN; i += NT) sOff[i] = key_offset(i);
+  for (int i = tid; i < 2 * BN; i += NT) sOff[i] = blk.key_offset(i);
 #pragma unroll
   for (int it = 0; it < BM / kRowsPerPass; it++) {
     const int r = ld_row + it * kRowsPerPass;
@@ -144,7 +127,7 @@ __global__ void __launch_bounds__(NWARPS * 32)
     // Page lookup of tile j + 2 (one key per thread), stored after the compute so its latency hides.
     const bool store_off = tid < BN && j + 2 < n_tiles;
     int next_page = -1;
-    if (store_off && (j + 2) * BN + tid < n_end) next_page = seq_pages[((j + 2) * BN + tid) / P];
+    if (store_off && (j + 2) * BN + tid < n_end) next_page = blk.seq_pages[((j + 2) * BN + tid) / P];
     cp_async_wait<1>();  // Q and tile j have landed (this thread's copies) ...
     __syncthreads();     // ... and everyone else's
 
@@ -245,7 +228,8 @@ __global__ void __launch_bounds__(NWARPS * 32)
 
     if (store_off) {  // tile j + 2 reuses this buffer
       const int key = (j + 2) * BN + tid;
-      sOff[buf * BN + tid] = next_page >= 0 ? (int64_t(next_page) * P + key % P) * row_stride + head_off : -1;
+      sOff[buf * BN + tid] =
+          next_page >= 0 ? (int64_t(next_page) * P + key % P) * blk.row_stride + blk.head_off : -1;
     }
     __syncthreads();  // tile j's buffers and offsets are free for the next iteration's loads
   }

@@ -151,19 +151,13 @@ __global__ void __launch_bounds__(256, 1)
   constexpr int BM = Cfg::BM, BN = Cfg::BN, NT = Cfg::kThreads, CH = Cfg::CH;
   static_assert(BN == 128, "the tile helpers assume 128 keys a tile");
 
-  const int b = blockIdx.z, h = blockIdx.y;
-  const int m_tile = gridDim.x - 1 - blockIdx.x;  // heaviest (causal) tiles first
-  const int q_begin = qo_indptr[b];
-  const int q_len = qo_indptr[b + 1] - q_begin;
-  const int m0 = m_tile * BM;
-  if (m0 >= q_len) return;
-  const int kv_len = kv_lens[b];
-  const int kvh = h / (H / Hkv);
-  const int pos0 = kv_len - q_len;  // position of query 0 of the sequence
-  int n_end = kv_len;               // keys any row of this block may see: [0, n_end)
-  if (causal) n_end = min(kv_len, pos0 + min(m0 + BM, q_len));
-  n_end = max(n_end, 0);
-  const int n_tiles = (n_end + BN - 1) / BN;
+  // heaviest (causal) tiles first
+  const PrefillBlock blk = prefill_block<BM, D>(blockIdx.z, blockIdx.y, gridDim.x - 1 - blockIdx.x, qo_indptr,
+                                                kv_indptr, page_ids, kv_lens, H, Hkv, P, causal);
+  if (!blk.rows()) return;
+  const int h = blockIdx.y, q_begin = blk.q_begin, q_len = blk.q_len, m0 = blk.m0, kv_len = blk.kv_len;
+  const int pos0 = blk.pos0;
+  const int n_tiles = (blk.n_end + BN - 1) / BN;
 
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* base = smem + ((1024u - (smem_u32(smem) & 1023u)) & 1023u);  // swizzle patterns need 1024 B
@@ -176,15 +170,6 @@ __global__ void __launch_bounds__(256, 1)
   const int wg = tid >> 7;                 // warpgroup: query rows 64 wg .. 64 wg + 63 of the tile
   const int wrow = ((tid >> 5) & 3) * 16;  // this warp's first row within the warpgroup's 64
   const int g = lane >> 2, t4 = lane & 3;
-  const int64_t row_stride = int64_t(Hkv) * D;  // elements per cached token
-  const int64_t head_off = int64_t(kvh) * D;
-  const int32_t* seq_pages = page_ids + kv_indptr[b];
-
-  auto key_offset = [&](int key) -> int64_t {  // element offset of a key in the caches, -1 past n_end
-    if (key >= n_end) return -1;
-    const int pg = seq_pages[key / P];
-    return (int64_t(pg) * P + key % P) * row_stride + head_off;
-  };
   // Loader: a row's CH chunks on CH consecutive threads, NT / CH rows per pass (a multiple of 8, so every
   // pass has the same swizzle term).
   constexpr int kRowsPerPass = NT / CH;
@@ -204,11 +189,11 @@ __global__ void __launch_bounds__(256, 1)
   };
   // Offsets of tile `tile` into sOff[tile % 2] (one key per thread of the first BN).
   auto store_offsets = [&](int tile) {
-    if (tid < BN && tile < n_tiles) sOff[(tile & 1) * BN + tid] = key_offset(tile * BN + tid);
+    if (tid < BN && tile < n_tiles) sOff[(tile & 1) * BN + tid] = blk.key_offset(tile * BN + tid);
   };
 
   // Prologue: key offsets of tiles 0 and 1; Q, K_0, V_0 in the first cp.async group.
-  for (int i = tid; i < 2 * BN; i += NT) sOff[i] = key_offset(i);
+  for (int i = tid; i < 2 * BN; i += NT) sOff[i] = blk.key_offset(i);
 #pragma unroll
   for (int it = 0; it < BM / kRowsPerPass; it++) {
     const int r = ld_row + it * kRowsPerPass;
@@ -249,7 +234,7 @@ __global__ void __launch_bounds__(256, 1)
 
       // The next offsets of sOff[buf] (tile j + 2's), looked up now and stored after the math (sOff[buf]
       // was last read by tile j's loads, before the barrier above).
-      const int64_t next_off = tid < BN && j + 2 < n_tiles ? key_offset((j + 2) * BN + tid) : -1;
+      const int64_t next_off = tid < BN && j + 2 < n_tiles ? blk.key_offset((j + 2) * BN + tid) : -1;
       const int k0 = j * BN;
       // Warpgroup rows that see no key of this tile (causal, past the diagonal): skip the tile's math.
       if (!(causal && k0 > pos0 + wg_row0 + 63)) {
