@@ -62,8 +62,9 @@ fi
 if [[ $what == prof ]]; then
   m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
   python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
-  # the engine part of the probe only matters; --n 2 keeps the profiled kernels to a few thousand
-  ncu --metrics gpu__time_duration.sum --print-summary per-kernel \
+  node dist/bench/encode-probe.js --model $m --name gte-qwen2-1.5b --embedding --device cuda --len 500 --n 50 | tee "$OUT/probe-gte.txt"
+  # ncu profiles only a window of ~one forward after the warm-up encodes (every kernel it profiles is replayed)
+  ncu --metrics gpu__time_duration.sum --print-summary per-kernel --launch-skip 1500 --launch-count 450 \
     node dist/bench/encode-probe.js --model $m --name gte-qwen2-1.5b --embedding --device cuda --len 500 --n 2 \
     > "$OUT/prof-gte.txt" 2>&1 || rc=1
   grep -E "PROBE|^  [a-zA-Z_]|gpu__time_duration" "$OUT/prof-gte.txt" | head -80
