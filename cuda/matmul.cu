@@ -20,11 +20,13 @@
 // No GEMV there: cuBLASLt or the tiled kernel at every T.
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "cuda_common.cuh"
 #include "gemv.h"
@@ -157,11 +159,23 @@ struct PlanKey {
   }
 };
 
+constexpr int kMaxCandidates = 8;
+
 struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
   bool ok = false;  // false: the heuristic found nothing, take the fallback kernel
+  bool tuned = false;  // algo was picked by timing (or taken from the tuned plan of the same T bucket)
+  std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's algorithms, best first (tuning only)
+};
+
+// The tuning bucket of a plan: the same shape, flags and alignments, T rounded up to a power of two. A new T
+// of a bucket already tuned takes that bucket's algorithm (if cuBLASLt accepts it for the new T) instead of
+// timing the candidates again: prefill lengths vary per request, and each timing costs ~1 ms.
+struct TuneKey {
+  PlanKey key;  // with T = the bucket's bound
+  bool operator<(const TuneKey& o) const { return key < o.key; }
 };
 
 struct LtState {
@@ -169,7 +183,19 @@ struct LtState {
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
   std::map<PlanKey, Plan> plans;
+  std::map<TuneKey, cublasLtMatmulAlgo_t> tuned;
 };
+
+// SGL_GEMM_TUNE=1: GEMMs of T >= kTuneMinT tokens time the heuristic's first kMaxCandidates algorithms once per
+// (shape, T bucket) and keep the fastest; 0 (the default): the heuristic's first algorithm.
+constexpr int kTuneMinT = 64;
+bool gemm_tune_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SGL_GEMM_TUNE");
+    return e != nullptr && e[0] == '1';
+  }();
+  return on;
+}
 
 LtState& lt_state() {
   static LtState* s = [] {
@@ -184,7 +210,8 @@ LtState& lt_state() {
   return *s;
 }
 
-Plan make_plan(LtState& s, const PlanKey& key, const void* bias) {
+// n_candidates: how many of the heuristic's algorithms to keep (1 unless the plan will be tuned).
+Plan make_plan(LtState& s, const PlanKey& key, const void* bias, int n_candidates) {
   Plan pl;
   // f32 inputs: SGEMM (A/B/C/D CUDA_R_32F under CUBLAS_COMPUTE_32F, which excludes TF32).
   const cudaDataType_t in_type = key.f32_in ? CUDA_R_32F : CUDA_R_16BF;
@@ -216,12 +243,16 @@ Plan make_plan(LtState& s, const PlanKey& key, const void* bias) {
                                                         sizeof(key.al_y)));
   SGL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &key.al_y,
                                                         sizeof(key.al_y)));
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kMaxCandidates]{};
   int found = 0;
-  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(s.handle, pl.desc, pl.a, pl.b, pl.c, pl.c, pref, 1, &result, &found);
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(s.handle, pl.desc, pl.a, pl.b, pl.c, pl.c, pref, n_candidates,
+                                                     results, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
-    pl.algo = result.algo;
+  if (st == CUBLAS_STATUS_SUCCESS)
+    for (int i = 0; i < found; i++)
+      if (results[i].state == CUBLAS_STATUS_SUCCESS) pl.candidates.push_back(results[i].algo);
+  if (!pl.candidates.empty()) {
+    pl.algo = pl.candidates.front();
     pl.ok = true;
   } else {
     std::fprintf(stderr, "sgl cuda matmul: no cuBLASLt algorithm for T=%d K=%d N=%d y_f32=%d bias=%d f32=%d "
@@ -229,6 +260,57 @@ Plan make_plan(LtState& s, const PlanKey& key, const void* bias) {
                  int(key.f32_in), int(st));
   }
   return pl;
+}
+
+void run_algo(LtState& s, Plan& pl, const cublasLtMatmulAlgo_t& algo, const MatmulParams& p) {
+  const float alpha = 1.0f, beta = 0.0f;
+  SGL_CUBLAS_CHECK(cublasLtMatmul(s.handle, pl.desc, &alpha, p.w.data, pl.a, p.x, pl.b, &beta, p.y, pl.c, p.y, pl.c,
+                                  &algo, s.workspace, kLtWorkspace, sgl_stream()));
+}
+
+// Times each candidate on this call's own buffers (y is rewritten by the real call after) and keeps the
+// fastest in pl.algo and in the T bucket. Skipped while sgl_stream() is being captured into a graph (no
+// synchronisation is allowed then): the plan keeps the heuristic's first algorithm.
+void tune_plan(LtState& s, Plan& pl, const PlanKey& key, const MatmulParams& p) {
+  pl.tuned = true;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  SGL_CUDA_CHECK(cudaStreamIsCapturing(sgl_stream(), &cap));
+  if (cap != cudaStreamCaptureStatusNone) return;
+  TuneKey tk{key};
+  int bound = kTuneMinT;
+  while (bound < key.T) bound *= 2;
+  tk.key.T = bound;
+  auto hit = s.tuned.find(tk);
+  if (hit != s.tuned.end()) {
+    cublasLtMatmulHeuristicResult_t check{};
+    if (cublasLtMatmulAlgoCheck(s.handle, pl.desc, pl.a, pl.b, pl.c, pl.c, &hit->second, &check) ==
+            CUBLAS_STATUS_SUCCESS &&
+        check.workspaceSize <= kLtWorkspace) {
+      pl.algo = hit->second;
+      pl.candidates.clear();
+      return;
+    }
+  }
+  if (pl.candidates.size() > 1) {
+    cudaEvent_t ev[2];
+    SGL_CUDA_CHECK(cudaEventCreate(&ev[0]));
+    SGL_CUDA_CHECK(cudaEventCreate(&ev[1]));
+    float best_ms = 0.0f;
+    for (size_t i = 0; i < pl.candidates.size(); i++) {
+      run_algo(s, pl, pl.candidates[i], p);  // warm-up
+      SGL_CUDA_CHECK(cudaEventRecord(ev[0], sgl_stream()));
+      for (int r = 0; r < 3; r++) run_algo(s, pl, pl.candidates[i], p);
+      SGL_CUDA_CHECK(cudaEventRecord(ev[1], sgl_stream()));
+      SGL_CUDA_CHECK(cudaEventSynchronize(ev[1]));
+      float ms = 0.0f;
+      SGL_CUDA_CHECK(cudaEventElapsedTime(&ms, ev[0], ev[1]));
+      if (i == 0 || ms < best_ms) best_ms = ms, pl.algo = pl.candidates[i];
+    }
+    cudaEventDestroy(ev[0]);
+    cudaEventDestroy(ev[1]);
+  }
+  s.tuned[tk] = pl.algo;
+  pl.candidates.clear();
 }
 
 // Runs the GEMM through cuBLASLt; false when no algorithm fits (the caller falls back). f32_in: the float32
@@ -243,16 +325,16 @@ bool lt_matmul(const MatmulParams& p, bool f32_in) {
               fused_bias ? alignment_of(p.bias.data) : 0u, f32_in};
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.plans.find(key);
-  if (it == s.plans.end()) it = s.plans.emplace(key, make_plan(s, key, p.bias.data)).first;
+  const bool tune = gemm_tune_enabled() && p.T >= kTuneMinT;
+  if (it == s.plans.end()) it = s.plans.emplace(key, make_plan(s, key, p.bias.data, tune ? kMaxCandidates : 1)).first;
   Plan& pl = it->second;
   if (!pl.ok) return false;
   if (fused_bias) {
     const void* bias = p.bias.data;
     SGL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
-  const float alpha = 1.0f, beta = 0.0f;
-  SGL_CUBLAS_CHECK(cublasLtMatmul(s.handle, pl.desc, &alpha, p.w.data, pl.a, p.x, pl.b, &beta, p.y, pl.c, p.y, pl.c,
-                                  &pl.algo, s.workspace, kLtWorkspace, sgl_stream()));
+  if (tune && !pl.tuned) tune_plan(s, pl, key, p);
+  run_algo(s, pl, pl.algo, p);
   if (has_bias && !fused_bias) bias_add(p, f32_in);
   return true;
 }

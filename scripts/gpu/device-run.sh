@@ -5,7 +5,8 @@
 #   attention parity harness and prefill timings with the wgmma kernel and with SGL_PREFILL_WGMMA=0, beside SDPA;
 #   core: test, the attention harness on every prefill kernel, attention_bench + SDPA, and the Qwen2.5-0.5B
 #   engine (decode B 1 / 8 / 64 / 256, prefill 4096, and prefill on the mma.sync kernel): one short call;
-#   prof: per-kernel GPU times (ncu) of one 500-token gte-Qwen2-1.5B /encode forward, where its 4.3 ms go)
+#   prof: gte-Qwen2-1.5B /encode latency and throughput with and without GEMM tuning, then per-kernel GPU times
+#   (ncu) of one 500-token forward, where its 4.3 ms go)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 what=${1:-all}
@@ -62,7 +63,11 @@ fi
 if [[ $what == prof ]]; then
   m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
   python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
-  node dist/bench/encode-probe.js --model $m --name gte-qwen2-1.5b --embedding --device cuda --len 500 --n 50 | tee "$OUT/probe-gte.txt"
+  # the cuBLASLt heuristic's first algorithm (SGL_GEMM_TUNE=0) against the fastest of its first 8 (=1)
+  for t in 0 1; do
+    SGL_GEMM_TUNE=$t node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune$t" --embedding --device cuda --len 500 --n 50
+    SGL_GEMM_TUNE=$t node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b tune$t" --embedding --device cuda --len 500 --count 512 --single 50
+  done 2>&1 | grep -E "^PROBE|^ENC" | tee "$OUT/probe-gte.txt"
   # ncu profiles only a window of ~one forward after the warm-up encodes (every kernel it profiles is replayed)
   ncu --metrics gpu__time_duration.sum --print-summary per-kernel --launch-skip 1500 --launch-count 450 \
     node dist/bench/encode-probe.js --model $m --name gte-qwen2-1.5b --embedding --device cuda --len 500 --n 2 \
