@@ -68,6 +68,22 @@ if [[ $what == prof ]]; then
     SGL_GEMM_TUNE=$t node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune$t" --embedding --device cuda --len 500 --n 50
     SGL_GEMM_TUNE=$t node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b tune$t" --embedding --device cuda --len 500 --count 512 --single 50
   done 2>&1 | grep -E "^PROBE|^ENC" | tee "$OUT/probe-gte.txt"
+  # nsys (where the machine has it): the CUDA API calls and the kernels of 75 encodes, to tell host-side gaps
+  # (synchronous copies, allocations, launch cost) from kernel time
+  nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+  if [[ -n $nsys_bin ]]; then
+    "$nsys_bin" profile -t cuda -o "$OUT/gte" --force-overwrite true \
+      node dist/bench/encode-probe.js --model $m --name gte-qwen2-1.5b --embedding --device cuda --len 500 --n 20 > "$OUT/nsys-run.txt" 2>&1
+    for r in cuda_api_sum cuda_gpu_kern_sum; do
+      echo "== nsys $r (75 encodes + warm-up; ns)"
+      "$nsys_bin" stats -q -r $r -f csv "$OUT/gte.nsys-rep" 2>/dev/null | python3 -c '
+import csv, sys
+for row in csv.reader(l for l in sys.stdin if "," in l):
+    print(*row[:4], row[-1][:90])' | head -28
+    done | tee "$OUT/nsys-gte.txt"
+  else
+    echo "no nsys on this machine"
+  fi
   # ncu profiles only a window of ~one forward after the warm-up encodes (every kernel it profiles is replayed)
   ncu --metrics gpu__time_duration.sum --print-summary per-kernel --launch-skip 1500 --launch-count 450 \
     node dist/bench/encode-probe.js --model $m --name gte-qwen2-1.5b --embedding --device cuda --len 500 --n 2 \
