@@ -292,6 +292,7 @@ const Backend* cuda_backend() {
         moe_permute_cuda,
         grouped_matmul_cuda,
         moe_unpermute_cuda,
+        matmul_silu_mul_cuda,
     };
     return &b;
   }();
@@ -324,6 +325,7 @@ const Backend* cuda_backend_f32() {
     // The fused decode GEMVs are bf16 only: the float32 table runs rms_norm / silu_mul and matmul.
     b.rms_norm_matmul = nullptr;
     b.silu_mul_matmul = nullptr;
+    b.matmul_silu_mul = nullptr;  // bf16 only
     // MoE: moe_route (f32 logits) is shared; the others move activations and weights.
     b.moe_permute = moe_permute_cuda_f32;
     b.grouped_matmul = grouped_matmul_cuda_f32;

@@ -343,6 +343,11 @@ bool lt_matmul(const MatmulParams& p, bool f32_in) {
 
 }  // namespace
 
+#if defined(SGL_NO_SM90A)
+// Built with an nvcc older than 12.0 (no sm_90a): matmul_silu_sm90.cu is not compiled.
+bool matmul_silu_mul_cuda(const MatmulSiluMulParams&) { return false; }
+#endif
+
 void matmul_cuda(const MatmulParams& p) {
   if (p.T <= 0 || p.N <= 0) return;
   if (p.w.dtype != DType::BF16 || (p.bias.data && p.bias.dtype != DType::BF16))

@@ -85,6 +85,17 @@ struct SiluMulMatmulParams {
   int32_t T, K, N;
 };
 
+// The prefill MLP's gate|up GEMM with silu_mul in its epilogue: out = round(silu(round(x · W_gateᵀ)) ·
+// round(x · W_upᵀ)), each product rounded to the activation dtype as matmul stores it, then the activation
+// as silu_mul stores it. w is the fused gate_up weight (the gate rows, then the up rows). Returns false
+// (nothing enqueued) where it does not fit; the caller then runs matmul and silu_mul.
+struct MatmulSiluMulParams {
+  const void* x;  // [T, K]
+  WeightRef w;    // [2I, K]: gate rows 0..I-1, up rows I..2I-1
+  void* out;      // [T, I] in the activation dtype; must not alias x
+  int32_t T, K, I;
+};
+
 // Rotary embedding in place, HF "rotate_half" layout: pairs (i, i + D/2) of each head.
 struct RopeParams {
   void* q;                   // [T, H, D]
@@ -357,6 +368,9 @@ struct Backend {
   void (*moe_permute)(const MoePermuteParams&) = nullptr;
   void (*grouped_matmul)(const GroupedMatmulParams&) = nullptr;
   void (*moe_unpermute)(const MoeUnpermuteParams&) = nullptr;
+  // The prefill gate|up GEMM with silu_mul fused (null where the backend has none: the CPU, CUDA's float32
+  // table); returns whether it enqueued the op.
+  bool (*matmul_silu_mul)(const MatmulSiluMulParams&) = nullptr;
 };
 
 const Backend& cpu_backend();

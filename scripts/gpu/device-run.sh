@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
 # On the GPU machine (bare: no Node, no npm): unpacks .gpu/ (scripts/gpu/pack.sh), builds the addon with the
 # CUDA backend, then runs `npm run test:gpu` and/or `npm run bench:gpu` equivalents. Logs go to $OUT.
-#   bash scripts/gpu/device-run.sh test|bench|all|quick|attn|core|prof   (quick: test + SGL_BENCH_QUICK=1 bench; attn: the
-#   attention parity harness and prefill timings with the wgmma kernel and with SGL_PREFILL_WGMMA=0, beside SDPA;
-#   core: test, the attention harness on every prefill kernel, attention_bench + SDPA, and the Qwen2.5-0.5B
-#   engine (decode B 1 / 8 / 64 / 256, prefill 4096, and prefill on the mma.sync kernel): one short call;
-#   prof: gte-Qwen2-1.5B /encode latency and throughput with and without GEMM tuning, then per-kernel GPU times
-#   (ncu) of one 500-token forward, where its 4.3 ms go)
+#   bash scripts/gpu/device-run.sh MODE[,MODE...]   (default all = test,bench), in this order:
+#   test: npm run test:gpu;  quick: test + SGL_BENCH_QUICK=1 bench;
+#   attn: the attention parity harness on every prefill kernel (SGL_PREFILL_WGMMA 2, 1, 0) and their prefill
+#     timings beside SDPA (alone, it builds only the attention executables: a short device budget);
+#   core: attn, test, attention_bench decode + SDPA, and the Qwen2.5-0.5B engine (decode B 1 / 8 / 64 / 256,
+#     prefill 4096, and prefill on the mma.sync kernel);
+#   fused: the fused-op harness (fused_test: the decode GEMVs and the prefill matmul_silu_mul);
+#   prof: gte-Qwen2-1.5B /encode latency and throughput with GEMM tuning and the fused gate|up + silu GEMM on
+#     and off, then nsys and ncu summaries of the 500-token forward;
+#   bench: npm run bench:gpu
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 what=${1:-all}
+[[ $what == all ]] && what=test,bench
+has() { [[ ,$what, == *,$1,* ]]; }
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 source .gpu/prelude.sh || exit 1
 tar -xJf .gpu/bundle.tar.xz
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 t0=$(date +%s)
-if [[ $what == attn ]]; then  # only the two attention executables (a short device budget)
+if [[ $what == attn ]]; then  # attn alone: only the two attention executables (a short device budget)
   build() { node node_modules/cmake-js/bin/cmake-js configure --out build && cmake --build build -j 16 --target attention_test attention_bench; }
 else
   build() { node node_modules/cmake-js/bin/cmake-js compile --out build; }
@@ -27,10 +33,10 @@ fi
 grep -E "warning|CUDA backend" "$OUT/build.log" | head -20
 echo "build: $(( $(date +%s) - t0 )) s"
 rc=0
-if [[ $what == test || $what == all ]]; then
+if has test; then
   bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
 fi
-if [[ $what == quick ]]; then
+if has quick; then
   bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
   SGL_BENCH_QUICK=1 bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
 fi
@@ -46,8 +52,13 @@ attn_first() {  # [modes]: SGL_PREFILL_WGMMA values, default "2 1 0" (2 overlapp
   { for m in $modes; do SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"; done
     python3 bench/gpu/sdpa_ref.py prefill | grep ^SDPA; } 2>&1 | tee "$OUT/bench-attn-prefill.log"
 }
-[[ $what == attn ]] && attn_first "${SGL_ATTN_MODES:-2 1 0}"
-if [[ $what == core ]]; then  # most important first: a short budget may cut the rest (logs stay in $OUT)
+has attn && attn_first "${SGL_ATTN_MODES:-2 1 0}"
+if has fused; then
+  echo "== fused_test"
+  build/fused_test > "$OUT/fused-test.log" 2>&1 || rc=1
+  grep -E "FAIL" "$OUT/fused-test.log" | head -12; tail -1 "$OUT/fused-test.log"
+fi
+if has core; then  # most important first: a short budget may cut the rest (logs stay in $OUT)
   attn_first
   bash scripts/gpu/test-gpu.sh > "$OUT/test-gpu.log" 2>&1 || rc=1
   grep -E "^== |passed|FAIL|^not ok|test:gpu" "$OUT/test-gpu.log" | head -40
@@ -60,14 +71,16 @@ if [[ $what == core ]]; then  # most important first: a short budget may cut the
     SGL_PREFILL_WGMMA=0 node dist/bench/gpu/e2e-bench.js --model $m --name "qwen2.5-0.5b mma.sync prefill" --ctx 1024 --batches 1 --out 16 --prefill 4096 | grep ^E2E
   } 2>&1 | tee "$OUT/bench-core.log"
 fi
-if [[ $what == prof ]]; then
+if has prof; then
   m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
   python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
-  # the cuBLASLt heuristic's first algorithm (SGL_GEMM_TUNE=0) against the fastest of its first 8 (=1)
-  for t in 0 1; do
-    SGL_GEMM_TUNE=$t node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune$t" --embedding --device cuda --len 500 --n 50
-    SGL_GEMM_TUNE=$t node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b tune$t" --embedding --device cuda --len 500 --count 512 --single 50
-  done 2>&1 | grep -E "^PROBE|^ENC" | tee "$OUT/probe-gte.txt"
+  # the cuBLASLt heuristic's first algorithm (SGL_GEMM_TUNE=0) against the fastest of its first 8 (=1); the
+  # unfused gate|up GEMM + silu_mul (SGL_MATMUL_SILU=0) against the fused wgmma kernel (=1)
+  for ts in 00 10 01 11; do
+    t=${ts:0:1}; f=${ts:1:1}
+    SGL_GEMM_TUNE=$t SGL_MATMUL_SILU=$f node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune$t silu$f" --embedding --device cuda --len 500 --n 50
+    SGL_GEMM_TUNE=$t SGL_MATMUL_SILU=$f node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b tune$t silu$f" --embedding --device cuda --len 500 --count 512 --single 50
+  done 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/probe-gte.txt"
   # nsys (where the machine has it): the CUDA API calls and the kernels of 75 encodes, to tell host-side gaps
   # (synchronous copies, allocations, launch cost) from kernel time
   nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
@@ -90,7 +103,7 @@ for row in csv.reader(l for l in sys.stdin if "," in l):
     > "$OUT/prof-gte.txt" 2>&1 || rc=1
   grep -E "PROBE|^  [a-zA-Z_]|gpu__time_duration" "$OUT/prof-gte.txt" | head -80
 fi
-if [[ $what == bench || $what == all ]]; then
+if has bench; then
   bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
 fi
 exit $rc

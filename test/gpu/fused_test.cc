@@ -1,16 +1,19 @@
 // Parity of the fused device ops against the CPU backend: qkv_rope_store (split q|k|v rows, rope, store into
-// the paged cache), silu_mul over strided gate|up rows, layer_norm (+ residual) and gelu, and the fused
-// decode GEMVs rms_norm_matmul and silu_mul_matmul (against the CPU's rms_norm / silu_mul then matmul, and
-// bit for bit against the CUDA backend's own unfused pair). Random inputs rounded to bf16, outputs and the
-// cache poisoned with NaN first; relative error < 1e-2 and no NaN where something was written, untouched
-// cache slots still NaN. Prints PASS/FAIL lines and "N passed, M failed".
+// the paged cache), silu_mul over strided gate|up rows, layer_norm (+ residual) and gelu, the fused decode
+// GEMVs rms_norm_matmul and silu_mul_matmul (against the CPU's rms_norm / silu_mul then matmul, and bit for
+// bit against the CUDA backend's own unfused pair), and the prefill matmul_silu_mul (against the CPU's matmul
+// then silu_mul, and the CUDA pair). Random inputs rounded to bf16, outputs and the cache poisoned with NaN
+// first; relative error < 1e-2 and no NaN where something was written, untouched cache slots still NaN.
+// Prints PASS/FAIL lines and "N passed, M failed".
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <cuda_bf16.h>
@@ -165,6 +168,47 @@ void check_silu_mul_matmul(const Backend& cpu, const Backend& cuda, std::mt19937
   for (void* q : {dgu, dw, db, dy}) cuda.free(q);
 }
 
+// matmul_silu_mul (the prefill gate|up GEMM with silu_mul fused, sm_90 only): against the CPU's matmul (rounded
+// to bf16 as the GPU stores it), silu_mul and the activation's rounding, and against the CUDA matmul +
+// silu_mul (not bit for bit: the GEMMs sum in different orders). Elsewhere it must decline.
+void check_matmul_silu_mul(const Backend& cpu, const Backend& cuda, std::mt19937& g, int T, int K, int I, bool sm90) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::string name = "matmul_silu_mul T=" + std::to_string(T) + " K=" + std::to_string(K) + " I=" + std::to_string(I);
+  const bool fits = T >= 64 && K % 64 == 0 && I % 128 == 0;
+  std::vector<float> x = rand_bf16(size_t(T) * K, g), w = rand_bf16(size_t(2) * I * K, g);
+  for (auto& v : w) v = bf16r(v * 2.0f / std::sqrt(float(K)));
+  void *dx = to_device(cuda, x), *dw = to_device(cuda, w);
+  void* dout = to_device(cuda, std::vector<float>(size_t(T) * I, nan));
+  const bool ran = cuda.matmul_silu_mul({dx, {dw, DType::BF16}, dout, T, K, I});
+  if (!(sm90 && fits)) {
+    bool untouched = true;
+    for (float v : from_device(cuda, dout, size_t(T) * I)) untouched = untouched && std::isnan(v);
+    check(!ran && untouched, name + ": declined, out untouched");
+  } else {
+    check(ran, name + ": enqueued");
+    std::vector<float> gu(size_t(T) * 2 * I, nan), ref(size_t(T) * I, nan);
+    cpu.matmul({x.data(), {w.data(), DType::F32}, WeightRef{}, gu.data(), T, K, 2 * I});
+    for (auto& v : gu) v = bf16r(v);
+    SiluMulParams sc{gu.data(), gu.data() + I, ref.data(), T, I};
+    sc.ld = 2 * I;
+    cpu.silu_mul(sc);
+    for (auto& v : ref) v = bf16r(v);
+    std::string why;
+    const std::vector<float> out = from_device(cuda, dout, ref.size());
+    check(close(out, ref, 1e-2, why), name + " vs CPU: " + why);
+    void* dgu = to_device(cuda, std::vector<float>(gu.size(), nan));
+    void* dout2 = to_device(cuda, std::vector<float>(ref.size(), nan));
+    cuda.matmul({dx, {dw, DType::BF16}, WeightRef{}, dgu, T, K, 2 * I});
+    SiluMulParams sd{dgu, static_cast<char*>(dgu) + size_t(I) * 2, dout2, T, I};
+    sd.ld = 2 * I;
+    cuda.silu_mul(sd);
+    check(close(out, from_device(cuda, dout2, ref.size()), 1e-2, why), name + " vs unfused CUDA: " + why);
+    cuda.free(dgu);
+    cuda.free(dout2);
+  }
+  for (void* q : {dx, dw, dout}) cuda.free(q);
+}
+
 // rms_norm_matmul declines what it cannot take (here: K not a multiple of 8, or too many tokens) and leaves
 // its outputs alone.
 void check_rms_norm_matmul_declines(const Backend& cuda, std::mt19937& g, int T, int K) {
@@ -287,6 +331,22 @@ int main() {
       for (int T : {1, 2})
         for (bool with_bias : {false, true}) check_silu_mul_matmul(cpu, *cuda, g, T, K, N, with_bias);
     }
+  }
+  // The prefill gate|up GEMM with silu_mul: gte-Qwen2-1.5B's and Qwen2.5-0.5B's MLPs at token counts that
+  // are not multiples of the 128-token tile, one k step, and shapes it must decline.
+  if (!cuda->matmul_silu_mul) {
+    check(false, "matmul_silu_mul: the CUDA table has no entry");
+  } else {
+    setenv("SGL_MATMUL_SILU", "1", 1);  // read at its first call
+    int dev = 0, major = 0, minor = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    const bool sm90 = major == 9 && minor == 0;
+    for (auto [T, K, I] : {std::tuple{300, 1536, 8960}, std::tuple{77, 896, 4864}, std::tuple{129, 64, 128},
+                           std::tuple{1000, 256, 384}, std::tuple{63, 896, 4864}, std::tuple{128, 100, 128},
+                           std::tuple{128, 128, 200}})
+      check_matmul_silu_mul(cpu, *cuda, g, T, K, I, sm90);
   }
   for (bool tanh_approx : {false, true}) {
     std::vector<float> x = rand_bf16(100003, g), ref(x.size(), nan);

@@ -73,8 +73,29 @@ async function both(opts: { method: 'GET' | 'POST'; url: string; payload?: unkno
     // How engine steps merge into chunks depends on timing; the framing and each output's last chunk do not.
     assert.equal(lastPerIndex(normalize(b.body)), lastPerIndex(normalize(a.body)), what);
     assert.ok(a.body.endsWith('data: [DONE]\n\n') && b.body.endsWith('data: [DONE]\n\n'), what);
+  } else if (String(a.headers['content-type']).startsWith('application/json')) {
+    assertSameJson(JSON.parse(normalize(b.body)), JSON.parse(normalize(a.body)), what);
   } else {
     assert.equal(normalize(b.body), normalize(a.body), what);
+  }
+}
+
+/**
+ * Equal JSON, except that non-integer numbers may differ by 1e-5 (relative): the two runs may batch a
+ * request's decode steps differently (how the gRPC hop spaces its arrivals), and the CPU GEMM's rounding
+ * follows the step's row count in the last bits. Token ids, text and every other field must match exactly.
+ */
+function assertSameJson(got: unknown, want: unknown, what: string, path = '$'): void {
+  if (typeof want === 'number' && typeof got === 'number' && !(Number.isInteger(want) && Number.isInteger(got))) {
+    assert.ok(Math.abs(got - want) <= 1e-5 * Math.max(1, Math.abs(want)), `${what}: ${path} ${got} vs ${want}`);
+  } else if (Array.isArray(want) && Array.isArray(got)) {
+    assert.equal(got.length, want.length, `${what}: ${path} length`);
+    want.forEach((w, i) => assertSameJson(got[i], w, what, `${path}[${i}]`));
+  } else if (want !== null && typeof want === 'object' && got !== null && typeof got === 'object' && !Array.isArray(got)) {
+    assert.deepStrictEqual(Object.keys(got), Object.keys(want), `${what}: ${path} keys`);
+    for (const k of Object.keys(want)) assertSameJson((got as Record<string, unknown>)[k], (want as Record<string, unknown>)[k], what, `${path}.${k}`);
+  } else {
+    assert.deepStrictEqual(got, want, `${what}: ${path}`);
   }
 }
 
