@@ -4,7 +4,7 @@
 #   bash scripts/gpu/device-run.sh MODE[,MODE...]   (default all = test,bench), in this order:
 #   test: npm run test:gpu;  quick: test + SGL_BENCH_QUICK=1 bench;
 #   attn: the attention parity harness on every prefill kernel (SGL_PREFILL_WGMMA 2, 1, 0) and their prefill
-#     timings beside SDPA (alone, it builds only the attention executables: a short device budget);
+#     timings beside SDPA (attn, fused and attn,fused build only their executables: a short device budget);
 #   core: attn, test, attention_bench decode + SDPA, and the Qwen2.5-0.5B engine (decode B 1 / 8 / 64 / 256,
 #     prefill 4096, and prefill on the mma.sync kernel);
 #   fused: the fused-op harness (fused_test: the decode GEMVs and the prefill matmul_silu_mul);
@@ -22,8 +22,10 @@ source .gpu/prelude.sh || exit 1
 tar -xJf .gpu/bundle.tar.xz
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 t0=$(date +%s)
-if [[ $what == attn ]]; then  # attn alone: only the two attention executables (a short device budget)
-  build() { node node_modules/cmake-js/bin/cmake-js configure --out build && cmake --build build -j 16 --target attention_test attention_bench; }
+if [[ ,attn,fused,attn,fused, == *,$what,* ]]; then  # attn and / or fused alone: only their executables
+  targets="attention_test attention_bench"; [[ $what == fused ]] && targets=fused_test
+  [[ $what == *,* ]] && targets="attention_test attention_bench fused_test"
+  build() { node node_modules/cmake-js/bin/cmake-js configure --out build && cmake --build build -j 16 --target $targets; }
 else
   build() { node node_modules/cmake-js/bin/cmake-js compile --out build; }
 fi
