@@ -173,11 +173,15 @@ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) ==
 
 }  // namespace
 
-// Prefill steps only (T >= 64: below that a 128-token tile is mostly idle); K a multiple of 64, I of 128.
+// Prefill steps only (T >= 64: below that a 128-token tile is mostly idle; and not inside a decode graph's
+// capture, which keeps cuBLASLt + silu_mul); K a multiple of 64, I of 128.
 bool matmul_silu_mul_cuda(const MatmulSiluMulParams& p) {
   if (p.T < 64 || p.K <= 0 || p.K % kBK != 0 || p.I <= 0 || p.I % kBN != 0) return false;
   if (p.w.dtype != DType::BF16 || !aligned16(p.x) || !aligned16(p.w.data) || !aligned16(p.out)) return false;
   if (!enabled_on_device()) return false;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  SGL_CUDA_CHECK(cudaStreamIsCapturing(sgl_stream(), &cap));
+  if (cap != cudaStreamCaptureStatusNone) return false;
   static const bool attr_set = [] {
     SGL_CUDA_CHECK(cudaFuncSetAttribute(matmul_silu_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
     return true;
