@@ -83,6 +83,8 @@ if has prof; then
     SGL_GEMM_TUNE=$t SGL_MATMUL_SILU=$f node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune$t silu$f" --embedding --device cuda --len 500 --n 50
     SGL_GEMM_TUNE=$t SGL_MATMUL_SILU=$f node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b tune$t silu$f" --embedding --device cuda --len 500 --count 512 --single 50
   done 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/probe-gte.txt"
+  # the overlap schedule (the server's default) on a single request
+  node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b overlap" --embedding --device cuda --len 500 --n 50 --overlap 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/probe-gte.txt"
   # nsys (where the machine has it): the CUDA API calls and the kernels of 75 encodes, to tell host-side gaps
   # (synchronous copies, allocations, launch cost) from kernel time
   nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
