@@ -186,9 +186,12 @@ void Scheduler::apply_aborts(std::vector<StepEvent>& out) {
   pending_aborts_.clear();
 }
 
-// Running requests, in admission order: a decode token each, or their next prefill chunk. When pages run
-// out, the most recently admitted request goes back to the front of the queue (possibly the one at hand).
-// A request whose pending token (in the in-flight step) ends it by length is not planned again.
+// Running requests, in admission order: a decode token each, or their next prefill chunk. A decode token
+// (the last output token fed back) is not charged to the step's prefill budget; prompt tokens always are,
+// the one-token tail of a chunked prompt included (else it rides along outside the budget and the step
+// exceeds chunked_prefill_size). When pages run out, the most recently admitted request goes back to the
+// front of the queue (possibly the one at hand). A request whose pending token (in the in-flight step) ends
+// it by length is not planned again.
 Scheduler::PlanResult Scheduler::plan_running(int64_t& budget, std::vector<Planned>& plan, bool may_retract) {
   const int32_t P = cfg_.page_size;
   bool retracted = false;
@@ -197,7 +200,8 @@ Scheduler::PlanResult Scheduler::plan_running(int64_t& budget, std::vector<Plann
     const int32_t len = effective_len(q);
     if (q.pending && (q.num_output + 1 >= q.r.max_new_tokens || len >= context_len_)) continue;
     const int32_t remaining = len - q.kv_done;
-    const int32_t n = remaining <= 1 ? remaining : int32_t(std::min<int64_t>(remaining, budget));
+    const bool decode = remaining == 1 && q.kv_done >= q.prompt_len;
+    const int32_t n = decode ? 1 : int32_t(std::min<int64_t>(remaining, budget));
     if (n <= 0) continue;
     bool ok = false;
     while (true) {
@@ -215,7 +219,7 @@ Scheduler::PlanResult Scheduler::plan_running(int64_t& budget, std::vector<Plann
       if (&victim == &q) break;
     }
     if (!ok) break;
-    if (remaining > 1) budget -= n;
+    if (!decode) budget -= n;
     plan.push_back({&q, n});
   }
   return retracted ? PlanResult::kRetracted : PlanResult::kOk;

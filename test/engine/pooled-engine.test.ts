@@ -183,7 +183,26 @@ for (const [label, opts] of [
       assert.equal(info.poolingKind, 'embedding');
       assert.equal(info.embeddingDim, info.hiddenSize);
       const prompts = encodes.map((e) => e.input_ids);
-      const alone = await runOneByOne(eng, col, prompts);
+      // The step budget. Steps are counted with stats().steps (every forward), not from the outputs: an
+      // output's numTokens is the step launched in the engine-loop iteration that posted its events (with
+      // overlap, the step after the one that computed them), and an iteration without events posts nothing,
+      // so the outputs show only some steps (with overlap possibly none with tokens: a pooled request has
+      // only its finishing event, and once it is the last one running nothing is launched beside it).
+      const chunk = opts.chunkedPrefillSize ?? -1;
+      const budget = chunk > 0 ? chunk : 4096; // makeEngine's maxPrefillTokens
+      const forwards = async (run: () => Promise<Pooled[]>): Promise<[Pooled[], number]> => {
+        const s0 = eng.stats().steps; // the snapshot is taken before the events of its iteration are posted
+        const got = await run();
+        return [got, eng.stats().steps - s0];
+      };
+      const computed = (ps: Pooled[]) => ps.reduce((s, p) => s + p.promptTokens - p.cachedTokens, 0);
+      const alone: Pooled[] = [];
+      for (const p of prompts) {
+        // Alone, a request takes exactly ceil(tokens to compute / budget) steps: fewer means a step above it.
+        const [[r], n] = await forwards(() => runAll(eng, col, [p]));
+        assert.equal(n, Math.ceil(computed([r!]) / budget), `${p.length}-token prompt (${r!.cachedTokens} cached) alone: steps of at most ${budget} tokens`);
+        alone.push(r!);
+      }
       encodes.forEach((e, i) => {
         const p = alone[i]!;
         assertPooledEvent(p, e.input_ids.length, info.hiddenSize);
@@ -191,13 +210,15 @@ for (const [label, opts] of [
         assert.ok(err < 1e-3, `"${e.text.slice(0, 20)}": relative error ${err} vs raw_last_hidden`);
         assertClose(l2normalise(p.embedding), e.embedding, 1e-4, `"${e.text.slice(0, 20)}" normalised`);
       });
-      const batched = await runAll(eng, col, prompts);
+      const [batched, nBatched] = await forwards(() => runAll(eng, col, prompts));
+      assert.ok(nBatched >= Math.ceil(computed(batched) / budget), `batched: ${computed(batched)} tokens in ${nBatched} steps of at most ${budget}`);
       batched.forEach((p, i) => {
         assertPooledEvent(p, prompts[i]!.length, info.hiddenSize);
         assertClose(p.embedding, alone[i]!.embedding, 1e-5, `batched #${i} vs alone`);
       });
       // The same prompts again: their prefixes come from the radix cache (at least the last token is computed).
-      const again = await runAll(eng, col, prompts);
+      const [again, nAgain] = await forwards(() => runAll(eng, col, prompts));
+      assert.ok(nAgain >= Math.ceil(computed(again) / budget), `cached: ${computed(again)} tokens in ${nAgain} steps of at most ${budget}`);
       again.forEach((p, i) => {
         const len = prompts[i]!.length;
         const P = info.pageSize;
@@ -206,11 +227,9 @@ for (const [label, opts] of [
         assertClose(p.embedding, alone[i]!.embedding, 1e-5, `cached #${i} vs alone`);
       });
       assert.ok(again.some((p) => p.cachedTokens > 0), 'some prefix was reused');
-      const chunk = opts.chunkedPrefillSize ?? -1;
-      if (chunk > 0) {
-        const steps = col.outputs.filter((o) => o.numTokens > 0);
-        assert.ok(steps.length > 0 && steps.every((o) => o.numTokens <= chunk), 'no step above the chunk budget');
-      }
+      // The steps the outputs do show (see above) are within the budget too.
+      const over = col.outputs.map((o) => o.numTokens).filter((t) => t > budget);
+      assert.deepEqual(over, [], `no step above the budget of ${budget} tokens`);
       assert.deepEqual(col.errors, []);
       await assertPoolFree(eng);
     } finally {

@@ -580,6 +580,51 @@ int main() {
       check("pooled pool full after flush" + tag, fl && s.stats().free_pages == pages);
     }
 
+  // (i) the chunked-prefill budget: no step holds more prompt tokens than chunked_prefill_size, the one-token
+  // tail of a chunked prompt included (it once rode along uncharged: 6 tokens in a step at chunk 5). Prefill
+  // only (pooled requests and max_new_tokens = 1), so every token of a step is a prompt token; some arrive
+  // while others are mid-prompt.
+  for (int P : {1, 4})
+    for (int chunk : {5, 3}) {
+      std::string tag = " P=" + std::to_string(P) + " chunk=" + std::to_string(chunk);
+      const int pages = 512 / P;
+      auto kv = make_kv(pages, P);
+      SchedulerConfig c{P, chunk, 4096, 64, false, SchedulerConfig::FCFS};
+      Scheduler s(*g_model, *kv, with_mode(c), {2});
+      const std::vector<int> lens{6, 11, 10, 1, 16, 2, 7, 4};
+      int64_t total = 0, seen = 0;
+      int32_t worst = 0, steps = 0, finished = 0;
+      std::vector<StepEvent> ev;
+      for (size_t i = 0, stepi = 0; stepi < 1000; ++stepi) {
+        if (i < lens.size() && stepi % 2 == 0) {  // two arrivals every other step
+          for (int k = 0; k < 2 && i < lens.size(); ++k, ++i) {
+            std::vector<int32_t> p;
+            for (int t = 0; t < lens[i]; ++t) p.push_back(3 + int32_t((i * 97 + size_t(t) * 31) % 480));
+            SchedRequest r = greedy_req(int64_t(400 + i), p, 1, true);
+            r.pooled = i % 2 == 0;
+            s.submit(r);
+            total += lens[i];
+          }
+        }
+        const size_t before = ev.size();
+        const bool busy = s.step(ev);
+        for (size_t k = before; k < ev.size(); ++k) finished += ev[k].finish != kFinishNone;
+        const StepTiming& t = s.last_timing();
+        worst = std::max(worst, t.num_tokens);
+        seen += t.num_tokens;
+        steps += t.num_tokens > 0;
+        if (!busy && i == lens.size()) break;
+      }
+      check("no step above the chunk budget" + tag, worst <= chunk && steps > 0,
+            "largest step " + std::to_string(worst) + " tokens");
+      check("chunk budget: every prompt token computed once" + tag,
+            seen == total && finished == int32_t(lens.size()) && steps >= int32_t((total + chunk - 1) / chunk),
+            "computed " + std::to_string(seen) + " of " + std::to_string(total) + " in " + std::to_string(steps) +
+                " steps, " + std::to_string(finished) + " finished");
+      s.flush_cache();
+      check("chunk budget pool full after flush" + tag, s.stats().free_pages == pages);
+    }
+
   }  // overlap
 
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
