@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Offline check of cuda/attention_prefill_sm90.cu's shared-memory addressing (no GPU needed).
+"""Offline check of the wgmma kernels' shared-memory addressing (no GPU needed): cuda/attention_prefill_sm90.cu
+and, at the end, cuda/matmul_silu_sm90.cu (x and weight tiles, both K-major, one 64-wide column block).
 
 The kernel writes Q, K and V tiles with 16-byte cp.async at sw128(rows, row, chunk) (column blocks of 64
 bf16, 128-byte rows, chunk c of row r at c ^ (r & 7)), and wgmma reads them back through 128-byte-swizzle
@@ -58,6 +59,19 @@ def main():
                 for n in range(D):
                     bad += mnmajor(start, BN * 128, 1024, k, n) != written(BN, 16 * kk + k, n)
                     checked += 1
+    # cuda/matmul_silu_sm90.cu: the x tile [128 x 64] as A (each warpgroup's 64 rows) and the weight tile
+    # [256 x 64] (128 gate rows, then 128 up rows) as B of one m64n256k16 per k16 step, both K-major
+    for kk in range(4):
+        for wg in (0, 1):
+            start = wg * 64 * 128 + kk * 32
+            for m in range(64):
+                for k in range(16):
+                    bad += kmajor(start, 1024, m, k) != written(128, wg * 64 + m, 16 * kk + k)
+                    checked += 1
+        for n in range(256):
+            for k in range(16):
+                bad += kmajor(kk * 32, 1024, n, k) != written(256, n, 16 * kk + k)
+                checked += 1
     print(f"wgmma layout check: {checked} element reads, {bad} mismatches")
     return 1 if bad else 0
 
