@@ -69,7 +69,7 @@ if has core; then  # most important first: a short budget may cut the rest (logs
     python3 bench/gpu/sdpa_ref.py decode | grep ^SDPA
     m=/tmp/sgl-models/qwen2.5-0.5b-instruct
     python3 bench/make_random_model.py --shape qwen2.5-0.5b-instruct --out $m --device cuda >&2
-    SGL_PREFILL_WGMMA=2 node dist/bench/gpu/e2e-bench.js --model $m --name qwen2.5-0.5b --ctx 1024 --batches 1,8,64,256 --out 128 --prefill 4096 | grep ^E2E
+    node dist/bench/gpu/e2e-bench.js --model $m --name qwen2.5-0.5b --ctx 1024 --batches 1,8,64,256 --out 128 --prefill 4096 | grep ^E2E
     SGL_PREFILL_WGMMA=0 node dist/bench/gpu/e2e-bench.js --model $m --name "qwen2.5-0.5b mma.sync prefill" --ctx 1024 --batches 1 --out 16 --prefill 4096 | grep ^E2E
   } 2>&1 | tee "$OUT/bench-core.log"
 fi
