@@ -134,7 +134,8 @@ __device__ __forceinline__ void to_pfrag(const float (&s)[64], uint32_t (&pf)[8]
 
 #endif  // SGL_WGMMA_ARCH
 
-// PIPE false: per tile, S = Q Kᵀ, wait, softmax, O += P V, wait (the tensor cores idle during the softmax).
+// PIPE false (the default): per tile, S = Q Kᵀ, wait, softmax, O += P V, wait (this warpgroup's tensor-core
+// work idles during its softmax, but the block's other warpgroup keeps the tensor cores busy meanwhile).
 // PIPE true (FlashAttention-3's intra-warpgroup overlap): per tile j, S_j = Q K_jᵀ and O += P_{j-1} V_{j-1} are
 // issued together and the softmax of S_j runs while the P V product is on the tensor cores; O is rescaled
 // once that product is done. K and V then have different lifetimes: K_{j+1} loads at the top of iteration j
@@ -370,8 +371,8 @@ void launch(const AttentionParams& p) {
   SGL_CUDA_LAUNCH_CHECK();
 }
 
-// Without SGL_PREFILL_WGMMA: the mma.sync kernel until this one has passed test:gpu on an H100 (written
-// 2026-12-07, not yet run on a GPU: no device could be had that session). Then 2.
+// Without SGL_PREFILL_WGMMA: the plain schedule. On an H100 (2026-12-07) it passed attention_test and test:gpu
+// and measured faster than the overlapped one at every benchmarked shape (cuda/NOTES.md, attention).
 constexpr int kDefaultMode = 1;
 
 // 0: not this kernel (another device, or SGL_PREFILL_WGMMA=0: the benchmark's switch to time the mma.sync
