@@ -40,7 +40,11 @@ export function l2Normalize(v: ArrayLike<number>): number[] {
   let ss = 0;
   for (let i = 0; i < v.length; i++) ss += (v[i] as number) * (v[i] as number);
   const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
-  return Array.from(v, (x) => x * inv);
+  // A push loop keeps the array packed (fast for JSON.stringify) and avoids Array.from's per-element mapping
+  // callback, which V8 runs several times slower on a 1,536-float row.
+  const out: number[] = [];
+  for (let i = 0; i < v.length; i++) out.push((v[i] as number) * inv);
+  return out;
 }
 
 export class PooledRequests {
