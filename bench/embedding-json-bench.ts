@@ -1,0 +1,43 @@
+// What an /encode response's embedding costs on the JS side (CPU only): l2Normalize (src/engine/pooled.ts)
+// against the Array.from-with-a-callback form it replaced, and JSON.stringify against Array.prototype.join
+// of `--rows` fresh rows of `--dim` floats (fresh: V8 caches number-to-string results, so serialising one
+// array repeatedly flatters join). Prints `EMB <what> us <mean per row>`.
+// Usage: node dist/bench/embedding-json-bench.js [--dim 1536] [--rows 256]
+import { l2Normalize } from '../src/engine/pooled.js';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : dflt;
+}
+const dim = Number(arg('dim', '1536'));
+const rows = Number(arg('rows', '256'));
+const fresh = () => Array.from({ length: rows }, () => new Float32Array(dim).map(() => (Math.random() - 0.5) * 0.1));
+
+function arrayFromNormalize(v: Float32Array): number[] {
+  let ss = 0;
+  for (let i = 0; i < v.length; i++) ss += (v[i] as number) * (v[i] as number);
+  const inv = ss > 0 ? 1 / Math.sqrt(ss) : 0;
+  return Array.from(v, (x) => x * inv);
+}
+
+function perRow(f: (i: number) => unknown): number {
+  const t0 = performance.now();
+  for (let i = 0; i < rows; i++) f(i);
+  return ((performance.now() - t0) / rows) * 1000;
+}
+
+for (let round = 0; round < 2; round++) {  // the first round warms the JIT; the second is reported
+  const input = fresh();
+  const a = perRow((i) => l2Normalize(input[i]!));
+  const b = perRow((i) => arrayFromNormalize(input[i]!));
+  const normalized = fresh().map((r) => l2Normalize(r));
+  const c = perRow((i) => JSON.stringify(normalized[i]));
+  const again = fresh().map((r) => l2Normalize(r));
+  const d = perRow((i) => again[i]!.join(','));
+  if (round === 1) {
+    console.log(`EMB l2Normalize dim ${dim} us ${a.toFixed(1)}`);
+    console.log(`EMB array-from-normalize dim ${dim} us ${b.toFixed(1)}`);
+    console.log(`EMB json-stringify-fresh dim ${dim} us ${c.toFixed(1)}`);
+    console.log(`EMB join-fresh dim ${dim} us ${d.toFixed(1)}`);
+  }
+}
