@@ -34,6 +34,9 @@ void moe_unpermute_cuda(const MoeUnpermuteParams& p);
 // Tests and benches only: forces grouped_matmul_cuda's path for the calls that follow (0: by shape, 1: GEMV,
 // 2: tensor-core tiles, 3: CUDA-core tiles; a path the shape does not allow falls back to 3). Not thread-safe.
 void grouped_matmul_cuda_force_path(int path);
+// Tests and benches only: qkv_rope_store_cuda's kernel for the calls that follow (0: by shape, 1: the scalar
+// kernel, 2: the 16-byte one where D % 16 == 0, bf16). Not thread-safe.
+void qkv_rope_store_cuda_force_path(int path);
 
 // The float32 table (cuda_backend_f32): the same ops on f32 activations and f32 weights, f32 math (matmul:
 // cuBLASLt with f32 compute and f32 A/B/C/D, no TF32; the tiled CUDA-core kernel without cuBLAS).

@@ -11,6 +11,8 @@
 //   fused:  the decode GEMVs with their elementwise op folded in (rms_norm_matmul for q|k|v 896 -> 1152 and
 //           gate|up 896 -> 9728, silu_mul_matmul for down 4864 -> 896) at T = 1, beside the unfused pair
 //           (rms_norm + matmul, silu_mul + matmul) on the same buffers; weights rotate (cold), GB/s of W.
+//   qkv_rope: qkv_rope_store's scalar and 16-byte kernels at gte-Qwen2-1.5B's and Qwen2.5-0.5B's heads.
+//   gemm_silu: the fused prefill gate|up GEMM + silu_mul (sm_90) against cuBLASLt gate|up + silu_mul.
 //   copy:   device-to-device cudaMemcpyAsync, GB/s counting read + write.
 //   moe:    the MoE ops (cuda/moe.cu) at Qwen1.5-MoE-A2.7B's shape (C = 2048, E = 60, top-4, moe_intermediate
 //           1408: gate|up 2048 -> 2816, down 1408 -> 2048) for T in {1, 64, 4096}, the routing of random
@@ -24,6 +26,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <stdexcept>
@@ -205,6 +208,70 @@ void bench_silu_mul(int T, int I, bool cold) {
     CU->free(gs[size_t(i)]);
     CU->free(us_[size_t(i)]);
   }
+}
+
+// qkv_rope_store at a model's heads: the scalar kernel (path 1) and the 16-byte one (path 2), hot buffers;
+// GB/s of the q|k|v rows read and the q, k and v rows written.
+void bench_qkv_rope_store(const char* name, int T, int H, int Hkv, int D) {
+  const size_t row = size_t(H + 2 * Hkv) * D;
+  void* qkv = dev_alloc(size_t(T) * row * 2);
+  void* q = dev_alloc(size_t(T) * H * D * 2);
+  void* kc = dev_alloc(size_t(T) * Hkv * D * 2);
+  void* vc = dev_alloc(size_t(T) * Hkv * D * 2);
+  fill_bf16(qkv, size_t(T) * row, 1.0f, 77);
+  std::vector<int32_t> meta(size_t(2) * T);
+  for (int t = 0; t < T; t++) meta[size_t(t)] = t, meta[size_t(T + t)] = t;
+  std::vector<float> inv(size_t(D / 2));
+  for (int i = 0; i < D / 2; i++) inv[size_t(i)] = float(std::pow(1000000.0, -2.0 * i / D));
+  int32_t* dmeta = static_cast<int32_t*>(dev_alloc(meta.size() * 4));
+  float* dinv = static_cast<float*>(dev_alloc(inv.size() * 4));
+  CU->upload(dmeta, meta.data(), meta.size() * 4);
+  CU->upload(dinv, inv.data(), inv.size() * 4);
+  for (int path : {1, 2}) {
+    qkv_rope_store_cuda_force_path(path);
+    const double us = time_us([&](int64_t) { CU->qkv_rope_store({qkv, q, kc, vc, dmeta, dinv, dmeta + T, T, H, Hkv, D}); });
+    const double bytes = double(T) * double(row + size_t(H) * D + size_t(2 * Hkv) * D) * 2;
+    char shape[32];
+    std::snprintf(shape, sizeof shape, "%s,path%d", name, path);
+    report_mem("qkv_rope", shape, T, (H + 2 * Hkv) * D, false, us, bytes);
+  }
+  qkv_rope_store_cuda_force_path(0);
+  for (void* p : {qkv, q, kc, vc, static_cast<void*>(dmeta), static_cast<void*>(dinv)}) CU->free(p);
+}
+
+// The prefill gate|up GEMM with silu_mul fused (matmul_silu_mul, SGL_MATMUL_SILU=1; sm_90 only) against
+// cuBLASLt gate|up + the strided silu_mul on the same buffers; TFLOP/s of the GEMM.
+void bench_matmul_silu(const char* name, int T, int K, int I) {
+  if (!CU->matmul_silu_mul) return;
+  void* x = dev_alloc(size_t(T) * K * 2);
+  void* w = dev_alloc(size_t(2) * I * K * 2);
+  void* gu = dev_alloc(size_t(T) * 2 * I * 2);
+  void* out = dev_alloc(size_t(T) * I * 2);
+  fill_bf16(x, size_t(T) * K, 1.0f, 5);
+  fill_bf16(w, size_t(2) * I * K, 0.05f, 6);
+  const double flop = 2.0 * T * K * 2.0 * I;
+  setenv("SGL_MATMUL_SILU", "1", 1);  // read at the first call
+  bool fused_ran = CU->matmul_silu_mul({x, {w, DType::BF16}, out, T, K, I});
+  for (int fused = 0; fused < 2; fused++) {
+    if (fused && !fused_ran) break;
+    const double us = time_us([&](int64_t) {
+      if (fused) {
+        CU->matmul_silu_mul({x, {w, DType::BF16}, out, T, K, I});
+      } else {
+        CU->matmul({x, {w, DType::BF16}, WeightRef{}, gu, T, K, 2 * I});
+        SiluMulParams sp{gu, static_cast<char*>(gu) + size_t(I) * 2, out, T, I};
+        sp.ld = 2 * I;
+        CU->silu_mul(sp);
+      }
+    });
+    std::printf("%-10s %-9s %6d %6d %7d %5s %5s %11.2f %9.1f %9s\n", "gemm_silu", fused ? "fused" : "pair", T, K, 2 * I,
+                "bf16", "-", us, flop / (us * 1e-6) / 1e12, "-");
+    char line[256];
+    std::snprintf(line, sizeof line, "OPS gemm_silu name=%s variant=%s T=%d K=%d I=%d us=%.3f tflops=%.3f", name,
+                  fused ? "fused" : "pair", T, K, I, us, flop / (us * 1e-6) / 1e12);
+    g_ops_lines.push_back(line);
+  }
+  for (void* p : {x, w, gu, out}) CU->free(p);
 }
 
 // kind "norm": rms_norm_matmul (x, residual in, residual out) vs rms_norm (+residual, in place) + matmul;
@@ -439,6 +506,14 @@ int main(int argc, char** argv) {
       bench_rms_norm(256, C, true, cold != 0);
       bench_rms_norm(256, C, false, cold != 0);
       bench_silu_mul(256, I, cold != 0);
+    }
+    if (!moe_only) {
+      bench_qkv_rope_store("gte1.5b", 500, 12, 2, 128);
+      bench_qkv_rope_store("gte1.5b", 16000, 12, 2, 128);
+      bench_qkv_rope_store("qwen0.5b", 4096, 14, 2, 64);
+      bench_matmul_silu("gte1.5b", 500, 1536, 8960);
+      bench_matmul_silu("gte1.5b", 16000, 1536, 8960);
+      bench_matmul_silu("qwen0.5b", 4096, 896, 4864);
     }
     if (CU->rms_norm_matmul && CU->silu_mul_matmul && !moe_only) {
       bench_fused("qkv", true, 1, C, QKV);

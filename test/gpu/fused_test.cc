@@ -21,6 +21,7 @@
 
 #include "backend/backend.h"
 #include "gpu_check.h"
+#include "ops.h"
 
 using namespace sgl;
 using gpu_check::check;
@@ -266,6 +267,25 @@ int main() {
         check(close(from_device(*cuda, d_q, q_ref.size()), q_ref, 1e-2, why), name + " q: " + why);
         check(close(from_device(*cuda, d_kc, kc_ref.size()), kc_ref, 1e-2, why), name + " k cache: " + why);
         check(close(from_device(*cuda, d_vc, vc_ref.size()), vc_ref, 1e-6, why), name + " v cache: " + why);
+        if (D % 16 == 0) {
+          // The 16-byte kernel: against the CPU, and bit for bit against the scalar kernel's outputs above
+          // (NaN where neither wrote: token 1 has no cache slot).
+          const std::vector<float> q1 = from_device(*cuda, d_q, q_ref.size()), k1 = from_device(*cuda, d_kc, kc_ref.size()),
+                                   v1 = from_device(*cuda, d_vc, vc_ref.size());
+          void* e_q = to_device(*cuda, std::vector<float>(q_ref.size(), nan));
+          void* e_kc = to_device(*cuda, std::vector<float>(kc_ref.size(), nan));
+          void* e_vc = to_device(*cuda, std::vector<float>(vc_ref.size(), nan));
+          qkv_rope_store_cuda_force_path(2);
+          cuda->qkv_rope_store({d_qkv, e_q, e_kc, e_vc, d_meta, d_inv, d_meta + T, T, H, Hkv, D});
+          qkv_rope_store_cuda_force_path(0);
+          const std::vector<float> q2 = from_device(*cuda, e_q, q_ref.size()), k2 = from_device(*cuda, e_kc, kc_ref.size()),
+                                   v2 = from_device(*cuda, e_vc, vc_ref.size());
+          check(close(q2, q_ref, 1e-2, why), name + " 16-byte kernel q: " + why);
+          check(close(k2, kc_ref, 1e-2, why), name + " 16-byte kernel k cache: " + why);
+          check(bit_equal(q2, q1, why) && bit_equal(k2, k1, why) && bit_equal(v2, v1, why),
+                name + " 16-byte kernel vs scalar: " + why);
+          for (void* p : {e_q, e_kc, e_vc}) cuda->free(p);
+        }
         for (void* p : {d_qkv, d_q, d_kc, d_vc, static_cast<void*>(d_meta), static_cast<void*>(d_inv)}) cuda->free(p);
       }
     }
