@@ -473,8 +473,9 @@ void bench_moe(int T) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // `ops_bench moe`: only the MoE ops (a short device budget)
+  // `ops_bench moe`: only the MoE ops; `ops_bench prefill`: only qkv_rope and gemm_silu (a short device budget)
   const bool moe_only = argc > 1 && std::string(argv[1]) == "moe";
+  const bool prefill_only = argc > 1 && std::string(argv[1]) == "prefill";
   CU = cuda_backend();
   if (!CU) {
     std::printf("no CUDA device: skipped\n");
@@ -493,6 +494,17 @@ int main(int argc, char** argv) {
   try {
     const int C = 896, I = 4864, QKV = 896 + 2 * 128, V = 151936;
     const int Ts[] = {1, 8, 64, 256, 4096};
+    if (prefill_only) {
+      bench_qkv_rope_store("gte1.5b", 500, 12, 2, 128);
+      bench_qkv_rope_store("gte1.5b", 16000, 12, 2, 128);
+      bench_qkv_rope_store("qwen0.5b", 4096, 14, 2, 64);
+      bench_matmul_silu("gte1.5b", 500, 1536, 8960);
+      bench_matmul_silu("gte1.5b", 16000, 1536, 8960);
+      bench_matmul_silu("qwen0.5b", 4096, 896, 4864);
+      std::printf("\n");
+      for (const std::string& l : g_ops_lines) std::printf("%s\n", l.c_str());
+      return 0;
+    }
     for (int T : Ts) {
       if (moe_only) break;
       bench_matmul("qkv", T, C, QKV, false);
