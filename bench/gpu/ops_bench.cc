@@ -494,27 +494,18 @@ int main(int argc, char** argv) {
   try {
     const int C = 896, I = 4864, QKV = 896 + 2 * 128, V = 151936;
     const int Ts[] = {1, 8, 64, 256, 4096};
-    if (prefill_only) {
-      bench_qkv_rope_store("gte1.5b", 500, 12, 2, 128);
-      bench_qkv_rope_store("gte1.5b", 16000, 12, 2, 128);
-      bench_qkv_rope_store("qwen0.5b", 4096, 14, 2, 64);
-      bench_matmul_silu("gte1.5b", 500, 1536, 8960);
-      bench_matmul_silu("gte1.5b", 16000, 1536, 8960);
-      bench_matmul_silu("qwen0.5b", 4096, 896, 4864);
-      std::printf("\n");
-      for (const std::string& l : g_ops_lines) std::printf("%s\n", l.c_str());
-      return 0;
-    }
+    // dense: the matmuls, memory-bound ops, decode GEMVs and copies (neither `moe` nor `prefill` alone)
+    const bool dense = !moe_only && !prefill_only;
     for (int T : Ts) {
-      if (moe_only) break;
+      if (!dense) break;
       bench_matmul("qkv", T, C, QKV, false);
       bench_matmul("o", T, C, C, false);
       bench_matmul("gate_up", T, C, I, false);
       bench_matmul("down", T, I, C, false);
       if (T <= 256) bench_matmul("lm_head", T, C, V, true);
     }
-    if (!moe_only) bench_matmul("gemm8192", 8192, 8192, 8192, false);
-    for (int cold = 1; cold >= 0 && !moe_only; cold--) {
+    if (dense) bench_matmul("gemm8192", 8192, 8192, 8192, false);
+    for (int cold = 1; cold >= 0 && dense; cold--) {
       bench_rms_norm(256, C, true, cold != 0);
       bench_rms_norm(256, C, false, cold != 0);
       bench_silu_mul(256, I, cold != 0);
@@ -527,16 +518,16 @@ int main(int argc, char** argv) {
       bench_matmul_silu("gte1.5b", 16000, 1536, 8960);
       bench_matmul_silu("qwen0.5b", 4096, 896, 4864);
     }
-    if (CU->rms_norm_matmul && CU->silu_mul_matmul && !moe_only) {
+    if (CU->rms_norm_matmul && CU->silu_mul_matmul && dense) {
       bench_fused("qkv", true, 1, C, QKV);
       bench_fused("gate_up", true, 1, C, 2 * I);
       bench_fused("down", false, 1, I, C);
     }
-    if (!moe_only) {
+    if (dense) {
       bench_copy(size_t(1) << 30);
       bench_copy(size_t(4) << 20);
     }
-    if (CU->moe_route && CU->grouped_matmul)
+    if (CU->moe_route && CU->grouped_matmul && !prefill_only)
       for (int T : {1, 64, 4096}) bench_moe(T);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ops_bench: %s\n", e.what());
