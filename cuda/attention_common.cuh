@@ -105,6 +105,20 @@ struct PrefillBlock {
     const int pg = seq_pages[key / P];
     return (int64_t(pg) * P + key % P) * row_stride + head_off;
   }
+  // Copies the block's BM query rows of head h (zeros past q_len) into shared memory with 16-byte cp.async:
+  // this thread moves chunk ld_chunk of rows ld_row + i * ROWS_PER_PASS, to dst + i * pass_bytes (dst: the
+  // thread's first row in the kernel's shared layout).
+  template <int BM, int D, int ROWS_PER_PASS>
+  __device__ __forceinline__ void load_q(const __nv_bfloat16* q, int H, int h, int ld_row, int ld_chunk, uint32_t dst,
+                                         uint32_t pass_bytes) const {
+#pragma unroll
+    for (int it = 0; it < BM / ROWS_PER_PASS; it++) {
+      const int r = ld_row + it * ROWS_PER_PASS;
+      const bool ok = m0 + r < q_len;
+      const __nv_bfloat16* src = q + (int64_t(q_begin + m0 + r) * H + h) * D + ld_chunk * 8;
+      cp_async16(dst + it * pass_bytes, ok ? src : q, ok ? 16 : 0);
+    }
+  }
 };
 
 template <int BM, int D>

@@ -89,13 +89,7 @@ __global__ void __launch_bounds__(NWARPS * 32)
 
   // Prologue: key offsets of tiles 0 and 1, then Q and tile 0 in one cp.async group.
   for (int i = tid; i < 2 * BN; i += NT) sOff[i] = blk.key_offset(i);
-#pragma unroll
-  for (int it = 0; it < BM / kRowsPerPass; it++) {
-    const int r = ld_row + it * kRowsPerPass;
-    const bool ok = m0 + r < q_len;
-    const __nv_bfloat16* src = q + (int64_t(q_begin + m0 + r) * H + h) * D + ld_chunk * 8;
-    cp_async16(sQ + ld_dst + it * kRowsPerPass * CH * 16, ok ? src : q, ok ? 16 : 0);
-  }
+  blk.load_q<BM, D, kRowsPerPass>(q, H, h, ld_row, ld_chunk, sQ + ld_dst, kRowsPerPass * CH * 16);
   __syncthreads();
   if (n_tiles > 0) load_kv(0);
   cp_async_commit();

@@ -195,13 +195,7 @@ __global__ void __launch_bounds__(256, 1)
 
   // Prologue: key offsets of tiles 0 and 1; Q, K_0, V_0 in the first cp.async group.
   for (int i = tid; i < 2 * BN; i += NT) sOff[i] = blk.key_offset(i);
-#pragma unroll
-  for (int it = 0; it < BM / kRowsPerPass; it++) {
-    const int r = ld_row + it * kRowsPerPass;
-    const bool ok = m0 + r < q_len;
-    const __nv_bfloat16* src = q + (int64_t(q_begin + m0 + r) * H + h) * D + ld_chunk * 8;
-    cp_async16(sQ + ld_q + it * kRowsPerPass * 128, ok ? src : q, ok ? 16 : 0);
-  }
+  blk.load_q<BM, D, kRowsPerPass>(q, H, h, ld_row, ld_chunk, sQ + ld_q, kRowsPerPass * 128);
   __syncthreads();
   if (n_tiles > 0) {
     load_tile(k_cache, sK, 0);
