@@ -374,11 +374,7 @@ constexpr int kDefaultMode = 1;
 // (SGL_PREFILL_WGMMA=2). The device must be an sm_90 part (H100 / H200): this file's sm_90a code runs there only.
 int wgmma_mode() {
   static const int mode = [] {
-    int dev = 0, major = 0, minor = 0;
-    SGL_CUDA_CHECK(cudaGetDevice(&dev));
-    SGL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    SGL_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-    if (major != 9 || minor != 0) return 0;
+    if (!sgl_is_sm90()) return 0;
     const char* e = std::getenv("SGL_PREFILL_WGMMA");
     if (e && e[0] == '0') return 0;
     if (e && e[0] == '1') return 1;

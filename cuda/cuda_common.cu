@@ -54,6 +54,17 @@ int sgl_sm_count() {
   return n;
 }
 
+bool sgl_is_sm90() {
+  static const bool yes = [] {
+    int dev = 0, major = 0, minor = 0;
+    SGL_CUDA_CHECK(cudaGetDevice(&dev));
+    SGL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    SGL_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    return major == 9 && minor == 0;
+  }();
+  return yes;
+}
+
 bool sgl_pdl_enabled() {
   static const bool on = [] {
     // Opt-in: measured on an H100 (2026-12-05), Qwen2.5-0.5B batch-1 decode ran at 891 tokens/s with PDL

@@ -37,6 +37,10 @@ void* sgl_workspace(size_t bytes);
 // Streaming multiprocessor count of the current device (cached).
 int sgl_sm_count();
 
+// Whether the current device is compute capability 9.0 (H100 / H200), where the sm_90a code of the
+// *_sm90.cu files runs (cached).
+bool sgl_is_sm90();
+
 // Throws "<op>: CUDA expects a bf16 weight (from place_weight), got <dtype>" unless w is bf16 (an absent
 // weight, data null, passes: optional biases).
 void require_bf16(const WeightRef& w, const char* op);

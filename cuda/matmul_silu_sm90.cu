@@ -159,12 +159,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 bool enabled_on_device() {
   static const bool on = [] {
     const char* e = std::getenv("SGL_MATMUL_SILU");
-    if (e == nullptr || e[0] != '1') return false;
-    int dev = 0, major = 0, minor = 0;
-    SGL_CUDA_CHECK(cudaGetDevice(&dev));
-    SGL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    SGL_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-    return major == 9 && minor == 0;
+    return e != nullptr && e[0] == '1' && sgl_is_sm90();
   }();
   return on;
 }
