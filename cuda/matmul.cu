@@ -170,20 +170,15 @@ struct Plan {
   std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's algorithms, best first (tuning only)
 };
 
-// The tuning bucket of a plan: the same shape, flags and alignments, T rounded up to a power of two. A new T
-// of a bucket already tuned takes that bucket's algorithm (if cuBLASLt accepts it for the new T) instead of
-// timing the candidates again: prefill lengths vary per request, and each timing costs ~1 ms.
-struct TuneKey {
-  PlanKey key;  // with T = the bucket's bound
-  bool operator<(const TuneKey& o) const { return key < o.key; }
-};
-
 struct LtState {
   std::mutex mu;
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
   std::map<PlanKey, Plan> plans;
-  std::map<TuneKey, cublasLtMatmulAlgo_t> tuned;
+  // Tuned algorithms by bucket: a plan's key with T rounded up to a power of two. A new T of a bucket already
+  // tuned takes that bucket's algorithm (if cuBLASLt accepts it for the new T) instead of timing the
+  // candidates again: prefill lengths vary per request, and each timing costs ~1 ms.
+  std::map<PlanKey, cublasLtMatmulAlgo_t> tuned;
 };
 
 // SGL_GEMM_TUNE=1: GEMMs of T >= kTuneMinT tokens time the heuristic's first kMaxCandidates algorithms once per
@@ -276,11 +271,10 @@ void tune_plan(LtState& s, Plan& pl, const PlanKey& key, const MatmulParams& p) 
   cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
   SGL_CUDA_CHECK(cudaStreamIsCapturing(sgl_stream(), &cap));
   if (cap != cudaStreamCaptureStatusNone) return;
-  TuneKey tk{key};
-  int bound = kTuneMinT;
-  while (bound < key.T) bound *= 2;
-  tk.key.T = bound;
-  auto hit = s.tuned.find(tk);
+  PlanKey bucket = key;
+  bucket.T = kTuneMinT;
+  while (bucket.T < key.T) bucket.T *= 2;
+  auto hit = s.tuned.find(bucket);
   if (hit != s.tuned.end()) {
     cublasLtMatmulHeuristicResult_t check{};
     if (cublasLtMatmulAlgoCheck(s.handle, pl.desc, pl.a, pl.b, pl.c, pl.c, &hit->second, &check) ==
@@ -309,7 +303,7 @@ void tune_plan(LtState& s, Plan& pl, const PlanKey& key, const MatmulParams& p) 
     cudaEventDestroy(ev[0]);
     cudaEventDestroy(ev[1]);
   }
-  s.tuned[tk] = pl.algo;
+  s.tuned[bucket] = pl.algo;
   pl.candidates.clear();
 }
 

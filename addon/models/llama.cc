@@ -559,16 +559,16 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
       moe_mlp(w, s, d, l, T);
     } else if (fuse_) {
       // Prefill: the gate|up GEMM with silu_mul in its epilogue where the backend has one (no gate_up bias).
-      const bool gemm_silu = !fused_silu && be_.matmul_silu_mul != nullptr && w.gate_up_bias.data == nullptr;
-      if (gemm_silu) norm_in_place(w.post_norm);
-      if (gemm_silu && be_.matmul_silu_mul({x, w.gate_up, up, T, C, I})) {
-        be_.matmul({up, w.down, w.down_bias, x, T, I, C});
-        continue;
-      }
-      if (gemm_silu)
+      if (!fused_silu && be_.matmul_silu_mul != nullptr && w.gate_up_bias.data == nullptr) {
+        norm_in_place(w.post_norm);
+        if (be_.matmul_silu_mul({x, w.gate_up, up, T, C, I})) {
+          be_.matmul({up, w.down, w.down_bias, x, T, I, C});
+          continue;
+        }
         be_.matmul({x, w.gate_up, w.gate_up_bias, gate, T, C, 2 * I});
-      else
+      } else {
         norm_matmul(w.post_norm, w.gate_up, w.gate_up_bias, gate, 2 * I);
+      }
       const void* up_half = static_cast<const char*>(gate) + size_t(I) * es;
       if (!(fused_silu && be_.silu_mul_matmul({gate, up_half, 2 * I, w.down, w.down_bias, x, T, I, C}))) {
         SiluMulParams sm{gate, up_half, up, T, I};
