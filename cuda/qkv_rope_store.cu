@@ -1,6 +1,7 @@
 // Backend::qkv_rope_store on the GPU: one block per token reads its fused q|k|v projection row, rotates the
 // q and k heads (HF rotate_half pairs (i, i + D/2), cos/sin from rope_common.cuh as rope_cuda) and writes q to [T, H, D] and k, v straight into the paged cache slot. One launch where the
 // unfused path had three matmul outputs, rope and kv_store.
+#include <cstdlib>
 #include <cstdint>
 
 #include "cuda_common.cuh"
@@ -108,8 +109,14 @@ __global__ void qkv_rope_store_vec_kernel(const bf16* __restrict__ qkv, bf16* __
 }
 
 // 0: by shape (the scalar kernel until the vector one has been measured), 1: scalar, 2: vector where D allows.
-int g_force_path = 0;
+// SGL_ROPE_VEC=0 / 1 sets it for a whole process (the end-to-end probes compare the two); the harness's
+// qkv_rope_store_cuda_force_path overrides it.
 constexpr bool kVectorByDefault = false;
+int initial_path() {
+  const char* e = std::getenv("SGL_ROPE_VEC");
+  return e == nullptr || e[0] == 0 ? 0 : e[0] == '1' ? 2 : 1;
+}
+int g_force_path = initial_path();
 
 template <typename E>
 void qkv_rope_store_impl(const QkvRopeStoreParams& p) {

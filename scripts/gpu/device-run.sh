@@ -9,8 +9,8 @@
 #     prefill 4096, and prefill on the mma.sync kernel);
 #   fused: the fused-op harness (fused_test: the decode GEMVs, qkv_rope_store's two kernels, the prefill
 #     matmul_silu_mul), then `ops_bench prefill` (their timings);
-#   prof: gte-Qwen2-1.5B /encode latency and throughput with GEMM tuning and the fused gate|up + silu GEMM on
-#     and off, then nsys and ncu summaries of the 500-token forward;
+#   prof: gte-Qwen2-1.5B /encode latency and throughput with GEMM tuning, the 16-byte rope kernel and the fused
+#     gate|up + silu GEMM on and off, then nsys and ncu summaries of the 500-token forward;
 #   bench: npm run bench:gpu
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -81,13 +81,16 @@ if has prof; then
   python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
   # the cuBLASLt heuristic's first algorithm (SGL_GEMM_TUNE=0) against the fastest of its first 8 (=1); the
   # unfused gate|up GEMM + silu_mul (SGL_MATMUL_SILU=0) against the fused wgmma kernel (=1; 2026-12-07: slower,
-  # so only with SGL_PROF_SILU=1). The batched wave runs after an unmeasured one (--warm-wave): steady state.
-  combos="00 10"; [[ -n ${SGL_PROF_SILU:-} ]] && combos="00 10 01 11"
-  for ts in $combos; do
-    t=${ts:0:1}; f=${ts:1:1}
-    SGL_GEMM_TUNE=$t SGL_MATMUL_SILU=$f node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune$t silu$f" --embedding --device cuda --len 500 --n 50
-    SGL_GEMM_TUNE=$t SGL_MATMUL_SILU=$f node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b tune$t silu$f" --embedding --device cuda --len 500 --count 512 --single 50 --warm-wave
+  # so only with SGL_PROF_SILU=1); qkv_rope_store's scalar kernel (SGL_ROPE_VEC=0) against the 16-byte one (=1).
+  # The batched wave runs after an unmeasured one (--warm-wave): steady state. Combos: tune, silu, rope digits.
+  combos=${SGL_PROF_COMBOS:-"000 100 101"}; [[ -n ${SGL_PROF_SILU:-} ]] && combos="$combos 010 110"
+  for c in $combos; do
+    t=${c:0:1}; f=${c:1:1}; r=${c:2:1}; n="gte-qwen2-1.5b tune$t silu$f rope$r"
+    export SGL_GEMM_TUNE=$t SGL_MATMUL_SILU=$f SGL_ROPE_VEC=$r
+    node dist/bench/encode-probe.js --model $m --name "$n" --embedding --device cuda --len 500 --n 50
+    node dist/bench/encode-bench.js --model $m --name "$n" --embedding --device cuda --len 500 --count 512 --single 50 --warm-wave
   done 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/probe-gte.txt"
+  unset SGL_GEMM_TUNE SGL_MATMUL_SILU SGL_ROPE_VEC
   # the overlap schedule (the server's default) on a single request
   node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b overlap" --embedding --device cuda --len 500 --n 50 --overlap 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/probe-gte.txt"
   # nsys (where the machine has it): the CUDA API calls and the kernels of 75 encodes, to tell host-side gaps
@@ -107,7 +110,7 @@ for row in csv.reader(l for l in sys.stdin if "," in l):
     echo "no nsys on this machine"
   fi
   # ncu profiles only a window of ~one forward after the warm-up encodes (every kernel it profiles is replayed)
-  ncu --metrics gpu__time_duration.sum --print-summary per-kernel --launch-skip 1500 --launch-count 450 \
+  SGL_ROPE_VEC=1 ncu --metrics gpu__time_duration.sum --print-summary per-kernel --launch-skip 1500 --launch-count 450 \
     node dist/bench/encode-probe.js --model $m --name gte-qwen2-1.5b --embedding --device cuda --len 500 --n 2 \
     > "$OUT/prof-gte.txt" 2>&1 || rc=1
   grep -E "PROBE|^  [a-zA-Z_]|gpu__time_duration" "$OUT/prof-gte.txt" | head -80
