@@ -197,15 +197,25 @@ __global__ void silu_mul_kernel(const E* gate, const E* up, E* out, int64_t n) {
 }
 
 // silu_mul over rows with stride ld (a fused gate|up matmul output), out contiguous [T, I]; one grid row per
-// token.
-template <typename E>
+// token, V elements per access (8 for bf16 where I, ld and the pointers allow 16-byte vectors: the scalar form
+// ran at ~1.9 TB/s on an H100, 14 us a layer for 500 tokens of gte-Qwen2-1.5B).
+template <typename E, int V>
 __global__ void silu_mul_strided_kernel(const E* __restrict__ gate, const E* __restrict__ up, E* __restrict__ out,
                                         int I, int64_t ld) {
   pdl_wait();  // PDL (cuda_common.cuh): before any access to what earlier kernels wrote
   pdl_trigger();
+  using Vec = EVec<E, V>;
   const int64_t t = blockIdx.y;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < I; i += gridDim.x * blockDim.x)
-    out[t * I + i] = from_f<E>(silu_mul1(to_f(gate[t * ld + i]), to_f(up[t * ld + i])));
+  const Vec* g = reinterpret_cast<const Vec*>(gate + t * ld);
+  const Vec* u = reinterpret_cast<const Vec*>(up + t * ld);
+  Vec* o = reinterpret_cast<Vec*>(out + t * I);
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < I / V; i += gridDim.x * blockDim.x) {
+    const Vec a = g[i], b = u[i];
+    Vec c;
+#pragma unroll
+    for (int j = 0; j < V; j++) c.v[j] = from_f<E>(silu_mul1(to_f(a.v[j]), to_f(b.v[j])));
+    o[i] = c;
+  }
 }
 
 // ---- launchers, templated on the element type (bf16: the default table; float: cuda_backend_f32) ----------
@@ -274,10 +284,17 @@ template <typename E>
 void silu_mul_impl(const SiluMulParams& p) {
   if (p.ld != 0 && p.ld != p.I) {
     if (p.T <= 0 || p.I <= 0) return;
-    const int threads = 256;
-    const dim3 grid(unsigned((p.I + threads * 4 - 1) / (threads * 4)), unsigned(p.T));
-    sgl_launch(silu_mul_strided_kernel<E>, grid, dim3(threads), 0, static_cast<const E*>(p.gate),
-               static_cast<const E*>(p.up), static_cast<E*>(p.out), p.I, int64_t(p.ld));
+    const E* g = static_cast<const E*>(p.gate);
+    const E* u = static_cast<const E*>(p.up);
+    E* o = static_cast<E*>(p.out);
+    constexpr int kV = int(16 / sizeof(E));
+    const bool vec = p.I % kV == 0 && p.ld % kV == 0 && aligned_to(g, 16) && aligned_to(u, 16) && aligned_to(o, 16);
+    const int v = vec ? kV : 1, threads = 256;
+    const dim3 grid(unsigned((p.I / v + threads - 1) / threads), unsigned(p.T));  // a vector per thread
+    if (vec)
+      sgl_launch(silu_mul_strided_kernel<E, kV>, grid, dim3(threads), 0, g, u, o, p.I, int64_t(p.ld));
+    else
+      sgl_launch(silu_mul_strided_kernel<E, 1>, grid, dim3(threads), 0, g, u, o, p.I, int64_t(p.ld));
     return;
   }
   const int64_t n = int64_t(p.T) * p.I;

@@ -6,7 +6,7 @@
 //   ATTN prefill hd128 batch 16 seq 1024 ms X tflops Y
 //   ATTN decode B 16 ctx 4096 ms X gbps Y frac Z
 //   ATTN memcpy gbps Y
-// Usage: attention_bench [prefill|decode]   (default: both). SGL_ATTN_SPLITS=<n> forces the decode split count.
+// Usage: attention_bench [prefill|decode|short]   (default: prefill and decode; short: /encode-sized prefills). SGL_ATTN_SPLITS=<n> forces the decode split count.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -236,6 +236,23 @@ void bench_prefill() {
   }
 }
 
+// Short prefills of gte-Qwen2-1.5B's heads (H 12, Hkv 2, D 128): the /encode shapes, where a 128-row query tile
+// gives few blocks (500 tokens: 4 x 12 = 48 on 132 SMs). SGL_PREFILL_WGMMA / SGL_PREFILL_VARIANT pick the kernel.
+void bench_short() {
+  std::printf("\n%-34s %10s %10s\n", "short prefill (causal, H=12 Hkv=2)", "ms", "TFLOP/s");
+  for (const int B : {1, 4, 32})
+    for (const int seq : {128, 500}) {
+      const Shape s{B, seq, seq, 12, 2, 128, 16, true};
+      const double ms = time_shape(s);
+      if (ms <= 0.0) continue;
+      char label[96];
+      std::snprintf(label, sizeof label, "short h12 batch %d seq %d", B, seq);
+      const double tflops = double(B) * 4.0 * double(seq) * double(seq) * s.H * s.D / 2.0 / (ms * 1e-3) / 1e12;
+      std::printf("%-34s %10.4f %10.1f\n", label, ms, tflops);
+      std::printf("ATTN %s ms %.4f tflops %.1f\n", label, ms, tflops);
+    }
+}
+
 void bench_decode() {
   const double copy = memcpy_gbps();
   std::printf("\ndevice-to-device copy: %.0f GB/s (read + write of a 1 GiB buffer)\n", copy);
@@ -274,6 +291,7 @@ int main(int argc, char** argv) {
   try {
     if (which == "all" || which == "prefill") bench_prefill();
     if (which == "all" || which == "decode") bench_decode();
+    if (which == "short") bench_short();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -91,6 +91,11 @@ if has prof; then
     node dist/bench/encode-bench.js --model $m --name "$n" --embedding --device cuda --len 500 --count 512 --single 50 --warm-wave
   done 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/probe-gte.txt"
   unset SGL_GEMM_TUNE SGL_MATMUL_SILU SGL_ROPE_VEC
+  # the attention of short prefills (/encode sizes) on each kernel: wgmma BM 128, mma.sync BM 128 and BM 64
+  for v in "1 0" "0 0" "0 3"; do
+    set -- $v
+    SGL_PREFILL_WGMMA=$1 SGL_PREFILL_VARIANT=$2 build/attention_bench short | grep ^ATTN | sed "s/^ATTN short/ATTN short-w$1v$2/"
+  done 2>&1 | tee "$OUT/attn-short.txt"
   # the overlap schedule (the server's default) on a single request
   node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b overlap" --embedding --device cuda --len 500 --n 50 --overlap 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/probe-gte.txt"
   # nsys (where the machine has it): the CUDA API calls and the kernels of 75 encodes, to tell host-side gaps

@@ -447,6 +447,35 @@ void test_silu_mul() {
       }
 }
 
+// silu_mul on a fused gate|up output: rows [T, 2I] (gate then up, ld = 2I), out contiguous [T, I]. I = 37 and
+// a start one element off 16 bytes take the scalar kernel; the others the 16-byte one.
+void test_silu_mul_strided() {
+  Rng r(8);
+  const int Is[] = {37, 896, 8960};
+  for (int offset = 0; offset < 2; offset++)
+    for (int I : Is)
+      for (int T : kTs) {
+        std::string name = fmt("silu_mul strided T=%d I=%d%s", T, I, offset ? " gate+1" : "");
+        guarded(name, [&] {
+          const size_t n = size_t(T) * I, ld = size_t(2) * I;
+          Bf16 gu = rand_bf16(size_t(T) * ld + offset, r, -8.0f, 8.0f);
+          std::vector<float> g(n), u(n), ref(n);
+          for (size_t t = 0; t < size_t(T); t++)
+            for (size_t i = 0; i < size_t(I); i++) {
+              g[t * I + i] = gu.f[offset + t * ld + i];
+              u[t * I + i] = gu.f[offset + t * ld + I + i];
+            }
+          CPU->silu_mul({g.data(), u.data(), ref.data(), T, I});
+          Dev dgu(gu.bits.size() * 2), dout(n * 2);
+          upload(dgu.p, gu.bits);
+          poison_bf16(dout.p, n);
+          const uint16_t* base = static_cast<const uint16_t*>(dgu.p) + offset;
+          CU->silu_mul({base, base + I, dout.p, T, I, int32_t(ld)});
+          check_rel(name, to_floats(download<uint16_t>(dout.p, n)), ref, 1e-2);
+        });
+      }
+}
+
 // ---- matmul -------------------------------------------------------------------------------------------------
 
 struct MatmulCase {
@@ -635,6 +664,7 @@ int main() {
   test_rms_norm();
   test_rope();
   test_silu_mul();
+  test_silu_mul_strided();
   test_matmul();
   test_logits_argmax();
   test_graph_capture();
