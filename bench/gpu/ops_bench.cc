@@ -239,6 +239,19 @@ void bench_qkv_rope_store(const char* name, int T, int H, int Hkv, int D) {
   for (void* p : {qkv, q, kc, vc, static_cast<void*>(dmeta), static_cast<void*>(dinv)}) CU->free(p);
 }
 
+// silu_mul on a gate|up GEMM output ([T, 2I] rows, ld = 2I; out [T, I]) as the prefill MLP calls it; hot.
+void bench_silu_mul_strided(int T, int I) {
+  void* gu = dev_alloc(size_t(T) * 2 * I * 2);
+  void* out = dev_alloc(size_t(T) * I * 2);
+  fill_bf16(gu, size_t(T) * 2 * I, 4.0f, 31);
+  SiluMulParams sp{gu, static_cast<char*>(gu) + size_t(I) * 2, out, T, I};
+  sp.ld = 2 * I;
+  const double us = time_us([&](int64_t) { CU->silu_mul(sp); });
+  report_mem("silu_mul", "strided", T, I, false, us, 3.0 * double(T) * I * 2);
+  CU->free(gu);
+  CU->free(out);
+}
+
 // The prefill gate|up GEMM with silu_mul fused (matmul_silu_mul, SGL_MATMUL_SILU=1; sm_90 only) against
 // cuBLASLt gate|up + the strided silu_mul on the same buffers; TFLOP/s of the GEMM.
 void bench_matmul_silu(const char* name, int T, int K, int I) {
@@ -473,7 +486,7 @@ void bench_moe(int T) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // `ops_bench moe`: only the MoE ops; `ops_bench prefill`: only qkv_rope and gemm_silu (a short device budget)
+  // `ops_bench moe`: only the MoE ops; `ops_bench prefill`: only the strided silu_mul, qkv_rope and gemm_silu (a short device budget)
   const bool moe_only = argc > 1 && std::string(argv[1]) == "moe";
   const bool prefill_only = argc > 1 && std::string(argv[1]) == "prefill";
   CU = cuda_backend();
@@ -511,6 +524,8 @@ int main(int argc, char** argv) {
       bench_silu_mul(256, I, cold != 0);
     }
     if (!moe_only) {
+      bench_silu_mul_strided(500, 8960);
+      bench_silu_mul_strided(16000, 8960);
       bench_qkv_rope_store("gte1.5b", 500, 12, 2, 128);
       bench_qkv_rope_store("gte1.5b", 16000, 12, 2, 128);
       bench_qkv_rope_store("qwen0.5b", 4096, 14, 2, 64);

@@ -8,7 +8,7 @@
 #   core: attn, test, attention_bench decode + SDPA, and the Qwen2.5-0.5B engine (decode B 1 / 8 / 64 / 256,
 #     prefill 4096, and prefill on the mma.sync kernel);
 #   fused: the fused-op harness (fused_test: the decode GEMVs, qkv_rope_store's two kernels, the prefill
-#     matmul_silu_mul), then `ops_bench prefill` (their timings);
+#     matmul_silu_mul) and the op harness (ops_test), then `ops_bench prefill` (their timings);
 #   prof: gte-Qwen2-1.5B /encode latency and throughput with GEMM tuning, the 16-byte rope kernel and the fused
 #     gate|up + silu GEMM on and off, then nsys and ncu summaries of the 500-token forward;
 #   bench: npm run bench:gpu
@@ -24,8 +24,8 @@ tar -xJf .gpu/bundle.tar.xz
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 t0=$(date +%s)
 if [[ ,attn,fused,attn,fused, == *,$what,* ]]; then  # attn and / or fused alone: only their executables
-  targets="attention_test attention_bench"; [[ $what == fused ]] && targets="fused_test ops_bench"
-  [[ $what == *,* ]] && targets="attention_test attention_bench fused_test ops_bench"
+  targets="attention_test attention_bench"; [[ $what == fused ]] && targets="fused_test ops_test ops_bench"
+  [[ $what == *,* ]] && targets="attention_test attention_bench fused_test ops_test ops_bench"
   build() { node node_modules/cmake-js/bin/cmake-js configure --out build && cmake --build build -j 16 --target $targets; }
 else
   build() { node node_modules/cmake-js/bin/cmake-js compile --out build; }
@@ -60,6 +60,9 @@ if has fused; then
   echo "== fused_test"
   build/fused_test > "$OUT/fused-test.log" 2>&1 || rc=1
   grep -E "FAIL" "$OUT/fused-test.log" | head -12; tail -1 "$OUT/fused-test.log"
+  echo "== ops_test"
+  build/ops_test > "$OUT/ops-test.log" 2>&1 || rc=1
+  grep -E "FAIL" "$OUT/ops-test.log" | head -12; tail -1 "$OUT/ops-test.log"
   # the prefill kernels fused_test checks, timed: qkv_rope_store's scalar / 16-byte kernels, gemm_silu
   build/ops_bench prefill 2>&1 | grep -E "^OPS|rror" | tee "$OUT/ops-prefill.log"
 fi
