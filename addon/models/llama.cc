@@ -81,7 +81,7 @@ class LlamaModel : public Model {
     explicit Scratch(const Backend& be)
         : x(be), res(be), q(be), k(be), v(be), attn(be), gate(be), up(be), rows(be), logits(be), red(be), meta(be),
           qkv(be), res2(be), moe_logits(be), moe_ids(be), moe_w(be), moe_dst(be), moe_off(be), moe_x(be), moe_h(be),
-          moe_h2(be), moe_y(be), sh_out(be), sh_g(be) {}
+          moe_h2(be), moe_y(be), sh_out(be), sh_g(be), last_q(be), last_res(be) {}
     DeviceBuffer x, res, q, k, v, attn, gate, up, rows, logits, red, meta;
     DeviceBuffer qkv;   // fused path: [T, (H + 2 Hkv) D]; gate|up uses `gate` at [T, 2I]
     DeviceBuffer res2;  // backends with rms_norm_matmul: the residual stream's second buffer [T, C] (ping-pong)
@@ -90,6 +90,8 @@ class LlamaModel : public Model {
     // [E + 1], permuted inputs [T K, C], expert hidden [T K, 2 Im] (gate|up; gate alone on the CPU) and
     // [T K, Im], expert outputs [T K, C], shared expert output [T, C] and gate logits [T] f32.
     DeviceBuffer moe_logits, moe_ids, moe_w, moe_dst, moe_off, moe_x, moe_h, moe_h2, moe_y, sh_out, sh_g;
+    // The pruned last layer (DevMeta::last_qo): the logits rows' queries [R, H D] and residual stream [R, C].
+    DeviceBuffer last_q, last_res;
   };
   void size_scratch(Scratch& s, int T, int R);
   void run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, int R, int max_q_len, int max_kv_len, bool reduce);
@@ -309,7 +311,7 @@ class LlamaModel : public Model {
     bool warm = false;     // this (batch size, context bucket) has run once eagerly
   };
   std::map<int64_t, GraphSlot> graph_;  // key: recording * 2^32 + padded batch size * 64 + log2(context bucket)
-  std::vector<int32_t> host_pos_, host_slots_, host_meta_, host_pages_;
+  std::vector<int32_t> host_pos_, host_slots_, host_meta_, host_pages_, host_last_qo_;
   std::vector<char> host_sampling_;
   DeviceBuffer samp_;                 // sample_rows' inputs | outputs (eager, never captured by a graph)
   std::vector<char> host_samp_in_;
@@ -339,7 +341,35 @@ struct RedLayout {
 struct LlamaModel::DevMeta {
   const int32_t *ids, *pos, *slots, *qo, *kvp, *kvlen, *rows, *pages;
   const int32_t* ntok = nullptr;  // [1] tokens to count in the expert record (graphs: the real batch), or null: all
+  // The last layer on the logits rows alone (prune_last_layer): their qo_indptr [B + 1] and 0..R-1 [R], and
+  // the longest sequence's row count; null / 0: every layer runs on all T tokens.
+  const int32_t *last_qo = nullptr, *last_rows = nullptr;
+  int last_max_q = 0;
 };
+
+// Whether the last layer can run on the logits rows alone: each sequence's rows are a non-empty suffix of its
+// query tokens, in order (a prefill wants its last token; a prompt-logprob request a suffix of the prompt).
+// Then that layer's attention needs only those queries (the keys and values of every token still go to the
+// cache first), and its o_proj, MLP and the final norm only those rows: a 500-token embedding request skips
+// 499 rows of one layer in 28. Fills `qo` [B + 1] with the rows' offsets; false (and no pruning) otherwise.
+bool prune_last_layer(const ForwardBatch& b, std::vector<int32_t>& qo, int32_t& max_rows) {
+  if (b.R <= 0 || b.R >= b.T) return false;
+  qo.assign(size_t(b.B) + 1, 0);
+  max_rows = 0;
+  int j = 0;
+  for (int s = 0; s < b.B; s++) {
+    const int32_t q0 = b.qo_indptr[s], q1 = b.qo_indptr[s + 1];
+    const int j0 = j;
+    while (j < b.R && b.logit_rows[j] >= q0 && b.logit_rows[j] < q1) j++;
+    const int r = j - j0;
+    if (r == 0) return false;  // a sequence without rows (a middle chunk) would be a zero-length query
+    for (int i = 0; i < r; i++)
+      if (b.logit_rows[j0 + i] != q1 - r + i) return false;
+    qo[size_t(s) + 1] = j;
+    max_rows = std::max<int32_t>(max_rows, r);
+  }
+  return j == b.R;
+}
 
 void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const LogitsOut& out) {
   if (pending_.active) forward_wait();  // one step in flight
@@ -380,7 +410,11 @@ void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const Logits
     stride = run_graph(b, kv, positions, slots, max_kv_len, out, lg, red);
   } else {
     const int n_pages = b.kv_indptr[b.B];
-    const size_t meta_len = size_t(3 * T + 2 * (b.B + 1) + b.B + b.R + n_pages);
+    // MoE models keep every layer whole: the expert recorder counts each token at each layer, as SGLang's does.
+    int32_t last_max_q = 0;
+    const bool prune = c.num_experts == 0 && opts_.prune_last_layer && prune_last_layer(b, host_last_qo_, last_max_q);
+    const size_t meta_len =
+        size_t(3 * T + 2 * (b.B + 1) + b.B + b.R + n_pages) + (prune ? size_t(b.B + 1 + b.R) : 0);
     std::vector<int32_t>& host_meta = host_meta_;
     host_meta.clear();
     auto append = [&](const int32_t* p, int n) { host_meta.insert(host_meta.end(), p, p + n); };
@@ -392,10 +426,19 @@ void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const Logits
     append(b.kv_lens, b.B);
     append(b.logit_rows, b.R);
     append(b.kv_page_indices, n_pages);
+    if (prune) {
+      append(host_last_qo_.data(), b.B + 1);
+      for (int32_t i = 0; i < b.R; i++) host_meta.push_back(i);
+    }
     int32_t* meta = eager_.meta.as<int32_t>(meta_len);
     be_.upload(meta, host_meta.data(), meta_len * sizeof(int32_t));
     DevMeta d{meta, meta + T, meta + 2 * T, meta + 3 * T, meta + 3 * T + b.B + 1, meta + 3 * T + 2 * (b.B + 1),
               meta + 3 * T + 2 * (b.B + 1) + b.B, meta + 3 * T + 2 * (b.B + 1) + b.B + b.R};
+    if (prune) {
+      d.last_qo = meta + 3 * T + 2 * (b.B + 1) + b.B + b.R + n_pages;
+      d.last_rows = d.last_qo + b.B + 1;
+      d.last_max_q = last_max_q;
+    }
     size_scratch(eager_, T, b.R);
     if (out.argmax_only) upload_sampling(eager_, out, b.R, b.R);
     run(d, eager_, kv, b.B, T, b.R, max_q_len, max_kv_len, out.argmax_only != nullptr);
@@ -487,6 +530,8 @@ void LlamaModel::size_scratch(Scratch& s, int T, int R) {
     s.sh_g.ensure(t * sizeof(float));
   }
   s.rows.ensure(r * c.hidden_size * es);
+  s.last_q.ensure(r * c.num_heads * c.head_dim * es);
+  s.last_res.ensure(r * c.hidden_size * es);
   s.logits.ensure(r * c.vocab_size * sizeof(float));
   s.red.ensure(RedLayout(r).bytes);
 }
@@ -549,7 +594,21 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
       be_.rope({q, k, d.pos, inv_freq_, T, H, Hkv, D});
       be_.kv_store({k, v, kv.k(l), kv.v(l), d.slots, T, Hkv, D});
     }
-    AttentionParams ap{q, kv.k(l), kv.v(l), attn, d.qo, d.kvp, d.pages, d.kvlen, B, T, H, Hkv, D, P, scale, true};
+    // The pruned last layer (DevMeta::last_qo): every token's k and v are in the cache; from here on only the
+    // logits rows' queries and residual stream go on (T becomes R for the rest of the forward).
+    const void* q_rows = q;
+    const int32_t* qo = d.qo;
+    if (l == c.num_layers - 1 && d.last_qo != nullptr) {
+      void *lq = s.last_q.ensure(0), *lres = s.last_res.ensure(0);
+      be_.gather_rows({q, d.rows, lq, R, H * D});
+      be_.gather_rows({res_cur, d.rows, lres, R, C});
+      res_cur = lres;
+      q_rows = lq;
+      qo = d.last_qo;
+      max_q_len = d.last_max_q;
+      T = R;
+    }
+    AttentionParams ap{q_rows, kv.k(l), kv.v(l), attn, qo, d.kvp, d.pages, d.kvlen, B, T, H, Hkv, D, P, scale, true};
     ap.max_q_len = max_q_len;
     ap.max_kv_len = max_kv_len;
     be_.attention(ap);
@@ -587,7 +646,7 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
   norm_in_place(final_norm_);
   if (R == 0) return;
   void* rows = s.rows.ensure(0);
-  be_.gather_rows({x, d.rows, rows, R, C});
+  be_.gather_rows({x, d.last_qo ? d.last_rows : d.rows, rows, R, C});  // pruned: x holds the R rows in order
   if (c.is_embedding) return;  // embedding mode: s.rows is the output (forward_launch converts it)
   // The logits come out of the lm_head matmul in f32 on every backend (bf16 logits would cost ~1e-2 in
   // logprobs).

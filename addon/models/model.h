@@ -80,6 +80,9 @@ struct ModelRunOptions {
   // states in f32 [hidden_size] (the model's config().is_embedding is set, logits_width() says hidden_size);
   // no lm_head is loaded. Ignored by sequence classifiers (their rows are the classifier's outputs).
   bool is_embedding = false;
+  // A prefill's last layer on the rows whose logits are wanted (llama.cc, prune_last_layer); false: every layer
+  // on every token (tests compare the two).
+  bool prune_last_layer = true;
 };
 
 // Picks the implementation from config.architecture. The checkpoint must outlive the model (weights may

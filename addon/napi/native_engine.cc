@@ -524,6 +524,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (!absent(opts.Get("cudaGraphMaxBs"))) run_opts.graph_max_bs = int(int_field(opts, "cudaGraphMaxBs", 1, 4096));
     if (!absent(opts.Get("disableCudaGraph"))) run_opts.disable_graphs = bool_field(opts, "disableCudaGraph");
     if (!absent(opts.Get("isEmbedding"))) run_opts.is_embedding = bool_field(opts, "isEmbedding");
+    if (!absent(opts.Get("pruneLastLayer"))) run_opts.prune_last_layer = bool_field(opts, "pruneLastLayer");
     double mem_fraction = 0.85;
     if (!absent(opts.Get("memFractionStatic"))) {
       mem_fraction = number_field(opts, "memFractionStatic");

@@ -55,6 +55,8 @@ export interface ServingEngineOptions {
    * state, L2-normalised). Sequence classifiers (reward models, cross-encoders) are pooled models anyway.
    */
   isEmbedding?: boolean;
+  /** No flag (tests): false runs a prefill's last layer on every token, not only the logits rows (default true). */
+  pruneLastLayer?: boolean;
   /**
    * --dtype. On a GPU: 'float32' / 'float' run the float32 CUDA backend (f32 activations, KV cache and weights,
    * f32 math: a correctness mode that matches float32 references); 'auto' / 'bfloat16' (default) the bf16 one.
@@ -173,6 +175,7 @@ export function resolveEngineOptions(opts: ServingEngineOptions = {}, cudaAvaila
     disableCudaGraph: opts.disableCudaGraph ?? false,
     disableOverlapSchedule: opts.disableOverlapSchedule ?? false,
     isEmbedding: opts.isEmbedding ?? false,
+    pruneLastLayer: opts.pruneLastLayer ?? true,
     dtype,
     disableRadixCache: opts.disableRadixCache ?? ENGINE_DEFAULTS.disableRadixCache,
     schedulePolicy,

@@ -198,6 +198,7 @@ export class ServingEngine {
       disableCudaGraph: options.disableCudaGraph,
       disableOverlapSchedule: options.disableOverlapSchedule,
       isEmbedding: options.isEmbedding,
+      pruneLastLayer: options.pruneLastLayer,
       dtype: options.dtype,
       ...(options.randomSeed !== undefined ? { randomSeed: options.randomSeed } : {}),
       ...(options.expertDistributionRecorderMode !== null

@@ -95,6 +95,11 @@ export interface NativeEngineOptions {
    */
   isEmbedding?: boolean;
   /**
+   * A prefill's last layer on the logits rows alone (each sequence's wanted rows a suffix of its tokens: an
+   * embedding's last token, a prompt's last token): default true; false runs every layer on every token.
+   */
+  pruneLastLayer?: boolean;
+  /**
    * SGLang's --expert-distribution-recorder-mode: 'stat', 'stat_approx' (counted as stat), 'per_pass' or
    * 'per_token' (TypeError otherwise). Absent: no recorder, and expertRecord throws. Typed as a string: the
    * addon checks it.

@@ -395,3 +395,32 @@ test('llama31-reward-tiny: reward scores equal transformers\', alone and batched
     }
   }
 });
+
+// The last layer on the pooled rows alone (llama.cc prune_last_layer, on by default) against every layer on
+// every token: the same rows, for a batch of prompts of different lengths, the embedding model and the
+// reward model. The CPU backend computes each query row of the attention on its own, so the two agree to
+// rounding.
+test('pruneLastLayer: the last layer on the pooled rows alone gives what the whole layer gives', async () => {
+  for (const [model, extra] of [
+    ['qwen2-tiny', { isEmbedding: true }],
+    ['llama31-reward-tiny', {}],
+  ] as [string, Partial<NativeEngineOptions>][]) {
+    const prompts = model === 'qwen2-tiny' ? encodes.map((e) => e.input_ids) : classifies.map((c) => c.input_ids);
+    const rows: number[][][] = [];
+    for (const prune of [true, false]) {
+      const col = new Collector();
+      const eng = makeEngine(model, col, { numPages: 512, disableRadixCache: true, pruneLastLayer: prune, ...extra });
+      try {
+        rows.push((await runAll(eng, col, prompts)).map((p) => p.embedding));
+        assert.deepEqual(col.errors, []);
+        await assertPoolFree(eng);
+      } finally {
+        await eng.close();
+      }
+    }
+    rows[0]!.forEach((got, i) => {
+      const err = relErr(got, rows[1]![i]!);
+      assert.ok(err < 1e-5, `${model} prompt ${i}: pruned vs whole last layer, relative error ${err}`);
+    });
+  }
+});
