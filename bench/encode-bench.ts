@@ -7,8 +7,11 @@
 // Prints `ENC <name> single len <n> p50_ms <x> p99_ms <y>` and `ENC <name> batch <count> x <len> req_s <r> tok_s <t>`.
 //
 // Usage: node dist/bench/encode-bench.js --model DIR --name NAME [--embedding] [--len 500] [--count 512]
-//        [--single 50] [--max-prefill-tokens 16384] [--device auto|cpu|cuda] [--no-overlap] [--warm-wave] (--count 0: latency only)
-import http from 'node:http';
+//        [--single 50] [--max-prefill-tokens 16384] [--device auto|cpu|cuda] [--no-overlap] [--warm-wave] [--same-thread]
+//        (--count 0: latency only; the client runs in a worker thread unless --same-thread)
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { runClient, type ClientJob, type ClientResult } from './encode-client.js';
 import { ServingEngine } from '../src/engine/engine.js';
 import { createGateway } from '../src/http/gateway.js';
 import { buildServerArgs, LocalRuntime } from '../src/runtime/local-runtime.js';
@@ -36,15 +39,6 @@ const pct = (xs: number[], q: number) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : NaN;
 };
 
-function randomIds(vocab: number, n: number, seed: number): number[] {
-  let s = (seed * 2654435761) >>> 0 || 1;
-  const a: number[] = [];
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    a.push(5 + (s % (vocab - 5)));
-  }
-  return a;
-}
 
 async function main(): Promise<void> {
   // The forward time of each step (native), to split a request's latency into forward and the rest.
@@ -60,51 +54,36 @@ async function main(): Promise<void> {
   const app = createGateway(runtime);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address() as { port: number };
-  const base = `http://127.0.0.1:${addr.port}`;
   const info = engine.info;
   console.log(`# ${name}: ${info.architecture} (${info.poolingKind}) ${info.numLayers} layers on ${info.backend}, row width ${info.embeddingDim}`);
-  const vocab = info.vocabSize;
-  // node:http with keep-alive sockets, as a serving client would hold them (fetch costs ~0.5 ms more per
-  // request in this process: bench/encode-probe.ts).
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const encode = (ids: number[]) =>
-    new Promise<void>((resolve, reject) => {
-      const body = JSON.stringify({ input_ids: ids });
-      const req = http.request(`${base}/encode`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`/encode answered ${res.statusCode}: ${Buffer.concat(chunks).toString()}`))));
-      });
-      req.on('error', reject);
-      req.end(body);
-    });
-  try {
-    for (let i = 0; i < 3; i++) await encode(randomIds(vocab, len, 1000 + i)); // warm-up
-    const lat: number[] = [];
-    forwards.length = 0;
-    for (let i = 0; i < singles; i++) {
-      const ids = randomIds(vocab, len, i + 1);
-      const t0 = performance.now();
-      await encode(ids);
-      lat.push(performance.now() - t0);
+  const job: ClientJob = { base: `http://127.0.0.1:${addr.port}`, vocab: info.vocabSize, len, count, singles, warmWave: process.argv.includes('--warm-wave') };
+  const tag = `${name}${noOverlap ? ' (no overlap)' : ''}`;
+  const onResult = (r: ClientResult) => {
+    if (r.kind === 'single') {
+      const fwd = forwards.filter((f) => f.tokens === len).map((f) => f.us / 1000);
+      console.log(`ENC ${tag} single len ${len} p50_ms ${pct(r.lat, 0.5).toFixed(2)} p99_ms ${pct(r.lat, 0.99).toFixed(2)} forward_p50_ms ${pct(fwd, 0.5).toFixed(2)} n ${r.lat.length}`);
+    } else if (r.kind === 'wave-start') {
+      forwards.length = 0;
+    } else if (r.kind === 'wave') {
+      const fwdS = forwards.reduce((a, f) => a + f.us, 0) / 1e6;
+      const fwdTok = forwards.reduce((a, f) => a + f.tokens, 0);
+      console.log(`ENC ${tag} batch ${count} x ${len} req_s ${(count / r.s).toFixed(1)} tok_s ${((count * len) / r.s).toFixed(0)} forward_tok_s ${(fwdTok / fwdS).toFixed(0)} steps ${forwards.length} wall_s ${r.s.toFixed(3)}`);
     }
-    const fwd = forwards.filter((f) => f.tokens === len).map((f) => f.us / 1000);
-    console.log(`ENC ${name}${noOverlap ? ' (no overlap)' : ''} single len ${len} p50_ms ${pct(lat, 0.5).toFixed(2)} p99_ms ${pct(lat, 0.99).toFixed(2)} forward_p50_ms ${pct(fwd, 0.5).toFixed(2)} n ${lat.length}`);
-    if (count <= 0) return;
-    const inputs = Array.from({ length: count }, (_, i) => randomIds(vocab, len, 50_000 + i));
-    await Promise.all(inputs.slice(0, Math.min(count, 32)).map(encode)); // warm the batched shapes
-    // --warm-wave: one unmeasured wave first (every step size the wave makes has been seen once: cuBLASLt
-    // plans, SGL_GEMM_TUNE's timing of a new token-count bucket)
-    if (process.argv.includes('--warm-wave')) await Promise.all(inputs.map(encode));
+  };
+  try {
     forwards.length = 0;
-    const t0 = performance.now();
-    await Promise.all(inputs.map(encode));
-    const s = (performance.now() - t0) / 1000;
-    const fwdS = forwards.reduce((a, f) => a + f.us, 0) / 1e6;
-    const fwdTok = forwards.reduce((a, f) => a + f.tokens, 0);
-    console.log(`ENC ${name}${noOverlap ? ' (no overlap)' : ''} batch ${count} x ${len} req_s ${(count / s).toFixed(1)} tok_s ${((count * len) / s).toFixed(0)} forward_tok_s ${(fwdTok / fwdS).toFixed(0)} steps ${forwards.length} wall_s ${s.toFixed(3)}`);
+    if (process.argv.includes('--same-thread')) {
+      await runClient(job, onResult);
+    } else {
+      const worker = new Worker(fileURLToPath(new URL('./encode-client.js', import.meta.url)), { workerData: job });
+      await new Promise<void>((resolve, reject) => {
+        worker.on('message', (r: ClientResult) => (r.kind === 'done' ? resolve() : onResult(r)));
+        worker.on('error', reject);
+        worker.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`client thread exited with ${code}`))));
+      });
+      await worker.terminate();
+    }
   } finally {
-    agent.destroy();
     await app.close();
     await runtime.close();
   }
