@@ -94,8 +94,10 @@ if has prof; then
     node dist/bench/encode-bench.js --model $m --name "$n" --embedding --device cuda --len 500 --count 512 --single 50 --warm-wave
   done 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/probe-gte.txt"
   # the last combo's wave with the client on the server's thread (encode-bench before 2026-12-07)
-  node dist/bench/encode-bench.js --model $m --name "$n same-thread" --embedding --device cuda --len 500 --count 512 --single 10 --warm-wave --same-thread 2>&1 | grep -E "^ENC|rror" | tee -a "$OUT/probe-gte.txt"
-  unset SGL_GEMM_TUNE SGL_MATMUL_SILU SGL_ROPE_VEC
+  c=${combos##* }; t=${c:0:1}; f=${c:1:1}; r=${c:2:1}
+  SGL_GEMM_TUNE=$t SGL_MATMUL_SILU=$f SGL_ROPE_VEC=$r node dist/bench/encode-bench.js --model $m --embedding --device cuda \
+    --name "gte-qwen2-1.5b tune$t silu$f rope$r same-thread" --len 500 --count 512 --single 10 --warm-wave --same-thread \
+    2>&1 | grep -E "^ENC|rror" | tee -a "$OUT/probe-gte.txt"
   # the attention of short prefills (/encode sizes) on each kernel: wgmma BM 128, mma.sync BM 128 and BM 64
   for v in "1 0" "0 0" "0 3"; do
     set -- $v
