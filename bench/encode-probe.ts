@@ -3,6 +3,7 @@
 // (c) /encode over HTTP with fetch (what encode-bench.ts used), all in this process, with the native
 // forward's p50 beside. Prints `PROBE <name> len <n> forward_ms <f> engine_ms <a> http_ms <b> fetch_ms <c>`.
 // Usage: node dist/bench/encode-probe.js --model DIR --name NAME [--embedding] [--len 500] [--n 100] [--device auto|cpu|cuda]
+//        [--no-prune] (every layer on all tokens: pruneLastLayer false)
 //        [--overlap] (the overlap schedule, the server's default; without it --disable-overlap-schedule, and forward_ms is
 //        reported: with overlap a pooled step's timing comes out of the next, forward-less iteration)
 import http from 'node:http';
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
     },
     modelPath, isEmbedding: process.argv.includes('--embedding'), device, pageSize: 16, chunkedPrefillSize: 16384,
     maxPrefillTokens: 16384, maxRunningRequests: 8, disableRadixCache: true, randomSeed: 1, disableOverlapSchedule: !process.argv.includes('--overlap'),
+    pruneLastLayer: !process.argv.includes('--no-prune'),
   });
   const runtime = new LocalRuntime(engine, { modelPath, tokenizerPath: modelPath, servedModelName: name, serverArgs: buildServerArgs(engine, { modelPath }) });
   const app = createGateway(runtime);

@@ -103,8 +103,9 @@ if has prof; then
     set -- $v
     SGL_PREFILL_WGMMA=$1 SGL_PREFILL_VARIANT=$2 build/attention_bench short | grep ^ATTN | sed "s/^ATTN short/ATTN short-w$1v$2/"
   done 2>&1 | tee "$OUT/attn-short.txt"
-  # the overlap schedule (the server's default) on a single request
+  # the overlap schedule (the server's default) on a single request; the last layer on every token (no pruning)
   node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b overlap" --embedding --device cuda --len 500 --n 50 --overlap 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/probe-gte.txt"
+  SGL_GEMM_TUNE=$t SGL_ROPE_VEC=$r node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune$t rope$r no-prune" --embedding --device cuda --len 500 --n 50 --no-prune 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/probe-gte.txt"
   # nsys (where the machine has it): the CUDA API calls and the kernels of 75 encodes, to tell host-side gaps
   # (synchronous copies, allocations, launch cost) from kernel time
   nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
