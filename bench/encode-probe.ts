@@ -4,8 +4,8 @@
 // forward's p50 beside. Prints `PROBE <name> len <n> forward_ms <f> engine_ms <a> http_ms <b> fetch_ms <c>`.
 // Usage: node dist/bench/encode-probe.js --model DIR --name NAME [--embedding] [--len 500] [--n 100] [--device auto|cpu|cuda]
 //        [--no-prune] (every layer on all tokens: pruneLastLayer false)
-//        [--overlap] (the overlap schedule, the server's default; without it --disable-overlap-schedule, and forward_ms is
-//        reported: with overlap a pooled step's timing comes out of the next, forward-less iteration)
+//        [--overlap] (the overlap schedule, the server's default; without it --disable-overlap-schedule. A lone pooled
+//        request is read in the step that ran it either way since 2026-12-07, so forward_ms is reported for both)
 import http from 'node:http';
 import { ServingEngine } from '../src/engine/engine.js';
 import { createGateway } from '../src/http/gateway.js';

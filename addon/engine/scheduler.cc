@@ -328,7 +328,10 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   bool busy = out.size() > out0 || !waiting_.empty() || !running_.empty();
   if (!b.plan.empty()) {
     launch(b);
-    if (!cfg_.overlap) finish_inflight(out);
+    // With overlap the launched step is read in the next call, while that call's step runs. When there is no
+    // next step (nobody waits and every running request is pooled and ends in this one: a lone /encode),
+    // that only delays the result by a loop iteration and a hand-off to JS: read it now.
+    if (!cfg_.overlap || ends_all_work(inflight_)) finish_inflight(out);
     busy = true;
   }
   done_.clear();  // requests finished this call: no batch refers to them any more
@@ -337,6 +340,15 @@ bool Scheduler::step(std::vector<StepEvent>& out) {
   timing_.schedule_us = std::max(0.0, elapsed_us(t0, clock::now()) - timing_.forward_us - timing_.sample_us);
   if (!cfg_.overlap || !has_inflight_) inflight_launch_us_ = 0;
   return busy || has_inflight_;
+}
+
+// Whether the batch (just launched) finishes everything the scheduler holds: nobody waits, and each running
+// request is pooled with its row in the batch (a pooled request ends at its row).
+bool Scheduler::ends_all_work(const Batch& b) const {
+  if (!waiting_.empty()) return false;
+  size_t pooled_rows = 0;
+  for (const Row& r : b.rows) pooled_rows += r.pooled ? 1 : 0;
+  return pooled_rows == running_.size();
 }
 
 // The ForwardBatch arrays of b.plan: each planned request's next n tokens; logits rows for sampling and

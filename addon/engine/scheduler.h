@@ -170,6 +170,7 @@ class Scheduler {
   void fill_token_ids(Batch& b) const;      // after the in-flight step's tokens are appended
   void launch(Batch& b);                    // sampling descriptors, Model::forward_launch; b becomes in-flight
   void finish_inflight(std::vector<StepEvent>& out);  // waits, reads the rows, appends, emits, finishes
+  bool ends_all_work(const Batch& b) const;
   void admit_waiting(int64_t& budget, std::vector<Planned>& plan, std::vector<StepEvent>& out);
   void sort_waiting_lpm();
   bool wants_prompt_logprobs(const Req& q) const { return q.lp_start >= 0 && !q.first_event_sent; }
