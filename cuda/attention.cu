@@ -7,6 +7,7 @@
 //
 // Nothing here allocates, synchronizes or reads device memory on the host (CUDA-graph capturable once the
 // one-time per-kernel attribute setup and the workspace growth have happened).
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -151,11 +152,32 @@ void launch_generic(const AttentionParams& p) { launch_generic_t<__nv_bfloat16>(
 bool attn::launch_prefill_wgmma(const AttentionParams&) { return false; }
 #endif
 
+namespace {
+
+// Short prefills (an /encode of a few hundred tokens) give the 128-row query tiles of the wgmma kernel less
+// than one wave: 500 tokens of gte-Qwen2-1.5B's 12 heads are 48 blocks on 132 SMs. SGL_SHORT_PREFILL=1 sends
+// prefills whose 128-row grid is under one wave to the mma.sync kernel's 64-row tiles (twice the blocks, two
+// or more resident per SM) instead; off by default until attention_bench short measures it.
+constexpr bool kShortPrefillBm64 = false;
+
+bool short_prefill_bm64(const AttentionParams& p) {
+  static const bool on = [] {
+    const char* e = std::getenv("SGL_SHORT_PREFILL");
+    return e != nullptr && e[0] != 0 ? e[0] == '1' : kShortPrefillBm64;
+  }();
+  if (!on || p.max_q_len <= 64) return false;  // <= 64 rows take the 64-row tiles anyway
+  const int64_t blocks_128 = int64_t((p.max_q_len + 127) / 128) * p.H * p.B;
+  return blocks_128 < sgl_sm_count();
+}
+
+}  // namespace
+
 void attention_cuda(const AttentionParams& p) {
   if (p.B <= 0 || p.T <= 0 || p.H <= 0 || p.max_q_len <= 0) return;
   attn::check_shape(p, "attention_cuda");
   if (p.D == 64 || p.D == 128) {
     if (p.max_q_len == 1) attn::launch_decode_tc(p);
+    else if (short_prefill_bm64(p)) attn::launch_prefill_tc_bm64(p);
     else if (!attn::launch_prefill_wgmma(p)) attn::launch_prefill_tc(p);
   } else {
     attn::launch_generic(p);

@@ -28,6 +28,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 
 // Tensor-core prefill (any mix of q_len), D = 64 or 128.
 void launch_prefill_tc(const AttentionParams& p);
+void launch_prefill_tc_bm64(const AttentionParams& p);  // the 64-row query tiles whatever max_q_len is
 // Hopper (sm_90a) wgmma prefill, D = 64 or 128, max_q_len > 64 (attention_prefill_sm90.cu). Returns false
 // without launching where it does not apply (another device, other shapes, SGL_PREFILL_WGMMA=0).
 bool launch_prefill_wgmma(const AttentionParams& p);

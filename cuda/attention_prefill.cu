@@ -302,6 +302,11 @@ void launch_long(const AttentionParams& p) {
 
 }  // namespace
 
+void launch_prefill_tc_bm64(const AttentionParams& p) {
+  if (p.D == 128) launch<128, 64, 64, 4>(p);
+  else launch<64, 64, 64, 4>(p);
+}
+
 void launch_prefill_tc(const AttentionParams& p) {
   // Short query tiles (chunked prefill, mixed batches) take BM = 64 so fewer rows of each block idle.
   if (p.D == 128) {

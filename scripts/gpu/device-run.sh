@@ -103,9 +103,13 @@ if has prof; then
     set -- $v
     SGL_PREFILL_WGMMA=$1 SGL_PREFILL_VARIANT=$2 build/attention_bench short | grep ^ATTN | sed "s/^ATTN short/ATTN short-w$1v$2/"
   done 2>&1 | tee "$OUT/attn-short.txt"
+  echo "== attention_test SGL_SHORT_PREFILL=1 (short prefills on the 64-row mma.sync tiles)"
+  SGL_SHORT_PREFILL=1 build/attention_test > "$OUT/attn-test-short.log" 2>&1 || rc=1
+  grep -E "FAIL" "$OUT/attn-test-short.log" | head -8; tail -1 "$OUT/attn-test-short.log"
   # the overlap schedule (the server's default) on a single request; the last layer on every token (no pruning)
   node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b overlap" --embedding --device cuda --len 500 --n 50 --overlap 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/probe-gte.txt"
   SGL_GEMM_TUNE=$t SGL_ROPE_VEC=$r node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune$t rope$r no-prune" --embedding --device cuda --len 500 --n 50 --no-prune 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/probe-gte.txt"
+  SGL_GEMM_TUNE=$t SGL_ROPE_VEC=$r SGL_SHORT_PREFILL=1 node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune$t rope$r short-bm64" --embedding --device cuda --len 500 --n 50 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/probe-gte.txt"
   # nsys (where the machine has it): the CUDA API calls and the kernels of 75 encodes, to tell host-side gaps
   # (synchronous copies, allocations, launch cost) from kernel time
   nsys_bin=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
