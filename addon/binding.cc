@@ -4,6 +4,7 @@
 #include "cpu/mem_bandwidth.h"
 #include "napi/native_engine.h"
 #include "napi/native_model.h"
+#include "util/number_text.h"
 #ifdef SGL_WITH_CUDA
 #include "../cuda/cuda_probe.h"
 #endif
@@ -24,11 +25,28 @@ Napi::Value read_bandwidth(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), sgl::cpu_read_bandwidth_gbs(bytes, iters));
 }
 
+// formatNumberArray(values: Float64Array, out: Uint8Array): the JSON text of the numbers ("[a,b,...]", as
+// JSON.stringify writes them) in out's first bytes; returns their count, or -1 when out is too small.
+Napi::Value format_number_array(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsTypedArray())
+    throw Napi::TypeError::New(env, "formatNumberArray(values: Float64Array, out: Uint8Array)");
+  const Napi::TypedArray a = info[0].As<Napi::TypedArray>(), b = info[1].As<Napi::TypedArray>();
+  if (a.TypedArrayType() != napi_float64_array || b.TypedArrayType() != napi_uint8_array)
+    throw Napi::TypeError::New(env, "formatNumberArray(values: Float64Array, out: Uint8Array)");
+  const Napi::Float64Array v = info[0].As<Napi::Float64Array>();
+  Napi::Uint8Array out = info[1].As<Napi::Uint8Array>();
+  const size_t n = sgl::write_js_number_array(v.Data(), v.ElementLength(), reinterpret_cast<char*>(out.Data()),
+                                              out.ElementLength());
+  return Napi::Number::New(env, n == 0 ? -1.0 : double(n));
+}
+
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", sgl::native_model_class(env));
   exports.Set("NativeEngine", sgl::native_engine_class(env));
   exports.Set("cpuMemcpyBandwidthGBs", Napi::Function::New(env, memcpy_bandwidth));
   exports.Set("cpuReadBandwidthGBs", Napi::Function::New(env, read_bandwidth));
+  exports.Set("formatNumberArray", Napi::Function::New(env, format_number_array));
 #ifdef SGL_WITH_CUDA
   exports.Set("cudaCompiled", Napi::Boolean::New(env, true));
   exports.Set("cudaDeviceCount", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {

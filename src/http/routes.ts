@@ -16,6 +16,7 @@ import {
   type UpdateWeightsReq,
 } from '../runtime/runtime-service.js';
 import { badRequest } from './errors.js';
+import { jsonBody } from './number-json.js';
 
 /** http_server's HEALTH_CHECK_TIMEOUT (env SGLANG_HEALTH_CHECK_TIMEOUT, seconds, default 20). */
 const healthCheckTimeoutMs = (): number => {
@@ -96,13 +97,16 @@ export function registerRoutes(app: FastifyInstance, runtime: RuntimeService, op
 
   // Pooled models (--is-embedding, reward models, cross-encoders). On a generation model each answers 400
   // with SGLang's "does not appear to be an embedding model" message.
-  const encode = async (request: FastifyRequest) => runtime.encode(request.body as EncodeReq);
-  const classify = async (request: FastifyRequest) => runtime.classify(request.body as EncodeReq);
+  // Their embeddings go out through jsonBody (number-json.ts): JSON.stringify's bytes, the long number arrays
+  // written by the addon.
+  const json = (reply: FastifyReply, body: unknown) => reply.type('application/json; charset=utf-8').send(jsonBody(body));
+  const encode = async (request: FastifyRequest, reply: FastifyReply) => json(reply, await runtime.encode(request.body as EncodeReq));
+  const classify = async (request: FastifyRequest, reply: FastifyReply) => json(reply, await runtime.classify(request.body as EncodeReq));
   app.post('/encode', encode);
   app.put('/encode', encode);
   app.post('/classify', classify);
   app.put('/classify', classify);
-  app.post('/v1/embeddings', { preHandler: requireJson }, async (request) => runtime.embeddings(request.body as EmbeddingsReq));
+  app.post('/v1/embeddings', { preHandler: requireJson }, async (request, reply) => json(reply, await runtime.embeddings(request.body as EmbeddingsReq)));
   app.post('/v1/rerank', { preHandler: requireJson }, async (request) => runtime.rerank(request.body as RerankReq));
 
   app.post('/abort_request', async (request, reply) => {

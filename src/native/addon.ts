@@ -268,6 +268,11 @@ export interface NativeAddon {
   cpuMemcpyBandwidthGBs(bytes: number, iters?: number): number;
   /** Read-only sweep of a `bytes` buffer across the CPU threads, GB/s of bytes read. */
   cpuReadBandwidthGBs(bytes: number, iters?: number): number;
+  /**
+   * The JSON text of the numbers ("[a,b,...]", byte for byte what JSON.stringify writes for them) in out's
+   * first bytes; returns their count, or -1 when out is too small (27 bytes a number + 2 always suffice).
+   */
+  formatNumberArray(values: Float64Array, out: Uint8Array): number;
   cudaCompiled: boolean;
   cudaDeviceCount?: () => number;
   cudaDeviceName?: () => string | null;
