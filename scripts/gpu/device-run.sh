@@ -11,6 +11,9 @@
 #     matmul_silu_mul) and the op harness (ops_test), then `ops_bench prefill` (their timings);
 #   prof: gte-Qwen2-1.5B /encode latency and throughput with GEMM tuning, the 16-byte rope kernel and the fused
 #     gate|up + silu GEMM on and off, then nsys and ncu summaries of the 500-token forward;
+#   pooled: one short call for the /encode speed work: fused_test, ops_test, attention_test on the short-prefill
+#     route, gte-Qwen2-1.5B /encode latency and throughput (defaults; tuned GEMMs + 16-byte rope; short route;
+#     unpruned; same-thread client), ops_bench prefill, attention_bench short, then the node GPU tests;
 #   bench: npm run bench:gpu
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -131,6 +134,34 @@ for row in csv.reader(l for l in sys.stdin if "," in l):
     node dist/bench/encode-probe.js --model $m --name gte-qwen2-1.5b --embedding --device cuda --len 500 --n 2 \
     > "$OUT/prof-gte.txt" 2>&1 || rc=1
   grep -E "PROBE|^  [a-zA-Z_]|gpu__time_duration" "$OUT/prof-gte.txt" | head -80
+fi
+if has pooled; then  # one short call for the pooled-model speed work: checks first, then the /encode timings
+  echo "== fused_test"; build/fused_test > "$OUT/fused-test.log" 2>&1 || rc=1
+  grep -E "FAIL" "$OUT/fused-test.log" | head -12; tail -1 "$OUT/fused-test.log"
+  echo "== ops_test"; build/ops_test > "$OUT/ops-test.log" 2>&1 || rc=1
+  grep -E "FAIL" "$OUT/ops-test.log" | head -12; tail -1 "$OUT/ops-test.log"
+  echo "== attention_test SGL_SHORT_PREFILL=1"; SGL_SHORT_PREFILL=1 build/attention_test > "$OUT/attn-test-short.log" 2>&1 || rc=1
+  grep -E "FAIL" "$OUT/attn-test-short.log" | head -8; tail -1 "$OUT/attn-test-short.log"
+  m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
+  python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
+  { # the defaults, then GEMM tuning with the 16-byte rope kernel; their probes (forward / engine / HTTP)
+    for c in 00 11; do
+      t=${c:0:1}; r=${c:1:1}; n="gte-qwen2-1.5b tune$t rope$r"
+      SGL_GEMM_TUNE=$t SGL_ROPE_VEC=$r node dist/bench/encode-bench.js --model $m --name "$n" --embedding --device cuda --len 500 --count 512 --single 50 --warm-wave
+      SGL_GEMM_TUNE=$t SGL_ROPE_VEC=$r node dist/bench/encode-probe.js --model $m --name "$n" --embedding --device cuda --len 500 --n 50 --overlap
+    done
+    SGL_GEMM_TUNE=1 SGL_ROPE_VEC=1 SGL_SHORT_PREFILL=1 node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b tune1 rope1 short-bm64" --embedding --device cuda --len 500 --count 0 --single 50
+    SGL_GEMM_TUNE=1 SGL_ROPE_VEC=1 node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune1 rope1 no-prune" --embedding --device cuda --len 500 --n 50 --overlap --no-prune
+    SGL_GEMM_TUNE=1 SGL_ROPE_VEC=1 node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b tune1 rope1 same-thread" --embedding --device cuda --len 500 --count 512 --single 0 --warm-wave --same-thread
+  } 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/pooled-gte.txt"
+  build/ops_bench prefill 2>&1 | grep -E "^OPS|rror" | tee "$OUT/ops-prefill.log"
+  for v in "1 0" "0 0" "0 3"; do
+    set -- $v
+    SGL_PREFILL_WGMMA=$1 SGL_PREFILL_VARIANT=$2 build/attention_bench short | grep ^ATTN | sed "s/^ATTN short/ATTN short-w$1v$2/"
+  done 2>&1 | tee "$OUT/attn-short.txt"
+  echo "== node GPU tests with SGL_GEMM_TUNE=1 SGL_ROPE_VEC=1"
+  SGL_GEMM_TUNE=1 SGL_ROPE_VEC=1 node --test --test-concurrency=1 dist/test/gpu/*.test.js > "$OUT/node-gpu-tests.log" 2>&1 || rc=1
+  grep -E "^# (tests|pass|fail)|^not ok|PARITY" "$OUT/node-gpu-tests.log" | head -40
 fi
 if has bench; then
   bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"
