@@ -1,9 +1,11 @@
 // What an /encode response's embedding costs on the JS side (CPU only): l2Normalize (src/engine/pooled.ts)
 // against the Array.from-with-a-callback form it replaced, and JSON.stringify against Array.prototype.join
 // of `--rows` fresh rows of `--dim` floats (fresh: V8 caches number-to-string results, so serialising one
-// array repeatedly flatters join). Prints `EMB <what> us <mean per row>`.
+// array repeatedly flatters join), and a whole /encode body through JSON.stringify and through jsonBody
+// (src/http/number-json.ts: the addon writes the numbers). Prints `EMB <what> us <mean per row>`.
 // Usage: node dist/bench/embedding-json-bench.js [--dim 1536] [--rows 256]
 import { l2Normalize } from '../src/engine/pooled.js';
+import { jsonBody } from '../src/http/number-json.js';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -34,10 +36,18 @@ for (let round = 0; round < 2; round++) {  // the first round warms the JIT; the
   const c = perRow((i) => JSON.stringify(normalized[i]));
   const again = fresh().map((r) => l2Normalize(r));
   const d = perRow((i) => again[i]!.join(','));
+  // a whole /encode body: JSON.stringify against jsonBody (the addon writes the numbers), fresh rows each
+  const meta = { id: 'abc', finish_reason: { type: 'length', length: 0 }, prompt_tokens: 500, weight_version: 'default', total_retractions: 0, e2e_latency: 0.005 };
+  const bodies1 = fresh().map((r) => ({ embedding: l2Normalize(r), meta_info: meta }));
+  const e = perRow((i) => JSON.stringify(bodies1[i]));
+  const bodies2 = fresh().map((r) => ({ embedding: l2Normalize(r), meta_info: meta }));
+  const f = perRow((i) => jsonBody(bodies2[i]));
   if (round === 1) {
     console.log(`EMB l2Normalize dim ${dim} us ${a.toFixed(1)}`);
     console.log(`EMB array-from-normalize dim ${dim} us ${b.toFixed(1)}`);
     console.log(`EMB json-stringify-fresh dim ${dim} us ${c.toFixed(1)}`);
     console.log(`EMB join-fresh dim ${dim} us ${d.toFixed(1)}`);
+    console.log(`EMB encode-body-json-stringify dim ${dim} us ${e.toFixed(1)}`);
+    console.log(`EMB encode-body-jsonBody dim ${dim} us ${f.toFixed(1)}`);
   }
 }
