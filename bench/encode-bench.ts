@@ -43,9 +43,14 @@ const pct = (xs: number[], q: number) => {
 async function main(): Promise<void> {
   // The forward time of each step (native), to split a request's latency into forward and the rest.
   const forwards: { us: number; tokens: number }[] = [];
+  // engine-thread time outside the forward (schedule + reading the rows and posting), and the JS callbacks
+  let hostUs = 0;
+  let callbackUs = 0;
   const engine = await ServingEngine.create({
     onStepTiming: (t) => {
       if (t.numTokens > 0) forwards.push({ us: t.forwardUs, tokens: t.numTokens });
+      hostUs += t.scheduleUs + t.sampleUs;
+      callbackUs += t.callbackUs;
     },
     modelPath, isEmbedding, device, pageSize: 16, chunkedPrefillSize: maxPrefill, maxPrefillTokens: maxPrefill,
     maxRunningRequests: Math.max(count, 1), disableRadixCache: true, randomSeed: 1, disableOverlapSchedule: noOverlap,
@@ -64,10 +69,11 @@ async function main(): Promise<void> {
       console.log(`ENC ${tag} single len ${len} p50_ms ${pct(r.lat, 0.5).toFixed(2)} p99_ms ${pct(r.lat, 0.99).toFixed(2)} forward_p50_ms ${pct(fwd, 0.5).toFixed(2)} n ${r.lat.length}`);
     } else if (r.kind === 'wave-start') {
       forwards.length = 0;
+      hostUs = callbackUs = 0;
     } else if (r.kind === 'wave') {
       const fwdS = forwards.reduce((a, f) => a + f.us, 0) / 1e6;
       const fwdTok = forwards.reduce((a, f) => a + f.tokens, 0);
-      console.log(`ENC ${tag} batch ${count} x ${len} req_s ${(count / r.s).toFixed(1)} tok_s ${((count * len) / r.s).toFixed(0)} forward_tok_s ${(fwdTok / fwdS).toFixed(0)} steps ${forwards.length} wall_s ${r.s.toFixed(3)}`);
+      console.log(`ENC ${tag} batch ${count} x ${len} req_s ${(count / r.s).toFixed(1)} tok_s ${((count * len) / r.s).toFixed(0)} forward_tok_s ${(fwdTok / fwdS).toFixed(0)} steps ${forwards.length} wall_s ${r.s.toFixed(3)} forward_s ${fwdS.toFixed(3)} engine_host_ms ${(hostUs / 1000).toFixed(1)} js_callbacks_ms ${(callbackUs / 1000).toFixed(1)}`);
     }
   };
   try {

@@ -159,7 +159,16 @@ struct PlanKey {
   }
 };
 
-constexpr int kMaxCandidates = 8;
+// How many of the heuristic's algorithms a tuned plan times: SGL_GEMM_CANDIDATES (1-64; default 8).
+constexpr int kMaxCandidates = 64;
+int tune_candidates() {
+  static const int n = [] {
+    const char* e = std::getenv("SGL_GEMM_CANDIDATES");
+    const int v = e ? std::atoi(e) : 8;
+    return v < 1 ? 1 : v > kMaxCandidates ? kMaxCandidates : v;
+  }();
+  return n;
+}
 
 struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
@@ -181,7 +190,7 @@ struct LtState {
   std::map<PlanKey, cublasLtMatmulAlgo_t> tuned;
 };
 
-// GEMMs of T >= kTuneMinT tokens time the heuristic's first kMaxCandidates algorithms once per (shape, T
+// GEMMs of T >= kTuneMinT tokens time the heuristic's first tune_candidates() algorithms once per (shape, T
 // bucket) and keep the fastest (the default since 2026-12-07: on an H100 one 500-token gte-Qwen2-1.5B forward
 // took 3.61 ms against 3.90 and the 512 x 500 wave ran at 199.6k against 197.8k tokens/s); SGL_GEMM_TUNE=0:
 // the heuristic's first algorithm.
@@ -322,7 +331,7 @@ bool lt_matmul(const MatmulParams& p, bool f32_in) {
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.plans.find(key);
   const bool tune = gemm_tune_enabled() && p.T >= kTuneMinT;
-  if (it == s.plans.end()) it = s.plans.emplace(key, make_plan(s, key, p.bias.data, tune ? kMaxCandidates : 1)).first;
+  if (it == s.plans.end()) it = s.plans.emplace(key, make_plan(s, key, p.bias.data, tune ? tune_candidates() : 1)).first;
   Plan& pl = it->second;
   if (!pl.ok) return false;
   if (fused_bias) {
