@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <map>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -448,13 +447,7 @@ void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const Logits
     if (c.is_embedding) {  // the gathered final-norm rows, every row full
       // Copied into the pinned stage as they are (bf16 on the GPU) and widened to f32 in forward_wait: the
       // launch returns at once, so with the overlap schedule the engine plans the next step meanwhile.
-      static const bool sync_copy = [] {  // SGL_POOLED_SYNC=1: the synchronous to_f32 of before (to compare)
-        const char* e = std::getenv("SGL_POOLED_SYNC");
-        return e != nullptr && e[0] == '1';
-      }();
-      if (sync_copy && b.R > 0 && out.logits) {
-        be_.to_f32(eager_.rows.ensure(0), out.logits, size_t(b.R) * c.hidden_size);
-      } else if (b.R > 0 && out.logits) {
+      if (b.R > 0 && out.logits) {
         const size_t n = size_t(b.R) * c.hidden_size, es = dtype_size(be_.act_dtype);
         pending_ = Pending{};
         pending_.out = out;
