@@ -323,7 +323,6 @@ class LlamaModel : public Model {
     LogitsOut out;
     int R = 0, stride = 0;
     bool red = false;            // reduced rows to copy
-    size_t pooled_n = 0;         // embedding mode: R x hidden values in stage_ (act dtype) for out.logits (f32)
     bool samp = false;           // sample_rows outputs to copy into *out.sample's arrays
     size_t samp_at = 0;          // their offset in stage_
     size_t o_lp = 0, o_st = 0, o_tid = 0, o_tlp = 0, o_ilp = 0;  // offsets of each output after samp_at
@@ -444,18 +443,8 @@ void LlamaModel::forward_launch(const ForwardBatch& b, KvCache& kv, const Logits
     if (out.argmax_only) upload_sampling(eager_, out, b.R, b.R);
     run(d, eager_, kv, b.B, T, b.R, max_q_len, max_kv_len, out.argmax_only != nullptr);
     mark_recorded(eager_, T, T);
-    if (c.is_embedding) {  // the gathered final-norm rows, every row full
-      // Copied into the pinned stage as they are (bf16 on the GPU) and widened to f32 in forward_wait: the
-      // launch returns at once, so with the overlap schedule the engine plans the next step meanwhile.
-      if (b.R > 0 && out.logits) {
-        const size_t n = size_t(b.R) * c.hidden_size, es = dtype_size(be_.act_dtype);
-        pending_ = Pending{};
-        pending_.out = out;
-        pending_.R = b.R;
-        pending_.pooled_n = n;
-        be_.download_async(stage_.ensure(n * es), eager_.rows.ensure(0), n * es);
-        pending_.active = true;
-      }
+    if (c.is_embedding) {  // the gathered final-norm rows, to f32 on the way to the host (every row full)
+      if (b.R > 0 && out.logits) be_.to_f32(eager_.rows.ensure(0), out.logits, size_t(b.R) * c.hidden_size);
       return;
     }
     lg = eager_.logits.as<float>(size_t(b.R) * c.logits_width());
@@ -490,16 +479,6 @@ void LlamaModel::forward_wait() {
   be_.sync();
   const Pending& p = pending_;
   const char* st = stage_.ensure(0);
-  if (p.pooled_n) {
-    if (be_.act_dtype == DType::F32) {
-      std::memcpy(p.out.logits, st, p.pooled_n * sizeof(float));
-    } else {  // bf16: the high half of an f32
-      const uint16_t* b16 = reinterpret_cast<const uint16_t*>(st);
-      uint32_t* f = reinterpret_cast<uint32_t*>(p.out.logits);
-      for (size_t i = 0; i < p.pooled_n; i++) f[i] = uint32_t(b16[i]) << 16;
-    }
-    return;
-  }
   if (p.red) {
     std::memcpy(p.out.token, st, size_t(p.R) * sizeof(int32_t));
     std::memcpy(p.out.logprob, st + size_t(p.stride) * sizeof(int32_t), size_t(p.R) * sizeof(float));
