@@ -45,6 +45,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <atomic>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -283,11 +285,15 @@ struct EngineCore {
   NativeEngine* owner = nullptr;  // the JS object while it exists
   bool owner_refd = false;
 
+  // Bumped under mu with every command: the engine thread's idle spin (run) watches it without the lock.
+  std::atomic<uint32_t> cmd_seq{0};
+
   void push(Command c) {
     {
       std::lock_guard<std::mutex> lk(mu);
       if (c.kind == Command::kSubmit) ++queued_submits;
       cmds.push_back(std::move(c));
+      cmd_seq.fetch_add(1, std::memory_order_release);
     }
     cv.notify_one();
   }
@@ -295,6 +301,7 @@ struct EngineCore {
     {
       std::lock_guard<std::mutex> lk(mu);
       stop = true;
+      cmd_seq.fetch_add(1, std::memory_order_release);
     }
     cv.notify_one();
   }
@@ -347,19 +354,39 @@ bool EngineCore::update_weights(const std::string& dir, std::string& error) {
   }
 }
 
+// On a device backend, the engine thread polls for kIdleSpin after its last piece of work before it sleeps on
+// the condition variable: a client that sends its next request within that time (a sequential client: the
+// next /encode ~1 ms after the last answer) skips the thread's wake-up (tens of µs on a VM). SGLang's
+// scheduler polls its queue the same way, without a bound. The CPU backend does not spin: its cores are the
+// forward's.
+constexpr auto kIdleSpin = std::chrono::milliseconds(5);
+
 void EngineCore::run() {
   std::vector<StepEvent> events;
   bool busy = false;
   double prev_loop_us = 0;  // wall time of the previous iteration that ran a forward (posting included)
+  const bool spin = backend != &cpu_backend() && [] {  // SGL_ENGINE_SPIN=0: always sleep at once
+    const char* e = std::getenv("SGL_ENGINE_SPIN");
+    return !(e != nullptr && e[0] == '0');
+  }();
+  uint32_t seen_seq = 0;
+  auto last_work = std::chrono::steady_clock::now();
   for (;;) {
     std::deque<Command> batch;
     bool stopping;
+    if (spin && !busy) {
+      while (cmd_seq.load(std::memory_order_acquire) == seen_seq &&
+             std::chrono::steady_clock::now() - last_work < kIdleSpin)
+        std::this_thread::yield();
+    }
     {
       std::unique_lock<std::mutex> lk(mu);
       cv.wait(lk, [&] { return stop || !cmds.empty() || busy; });
       batch.swap(cmds);
       stopping = stop;
+      seen_seq = cmd_seq.load(std::memory_order_relaxed);
     }
+    if (!batch.empty() || busy) last_work = std::chrono::steady_clock::now();
     events.clear();
     int32_t taken_submits = 0;
     std::vector<std::pair<uint64_t, bool>> flush_results;
