@@ -14,6 +14,7 @@
 #   pooled: one short call for the /encode speed work: fused_test, ops_test, attention_test on the short-prefill
 #     route, gte-Qwen2-1.5B /encode latency and throughput (defaults; tuned GEMMs + 16-byte rope; short route;
 #     unpruned; same-thread client), ops_bench prefill, attention_bench short, then the node GPU tests;
+#   gte: the gte-Qwen2-1.5B /encode goals with the defaults (two encode-bench runs, one probe);
 #   cand: the gte-Qwen2-1.5B /encode bench with 8, 16 and 32 GEMM tuning candidates (SGL_CAND_LIST);
 #   bench: npm run bench:gpu
 set -uo pipefail
@@ -163,6 +164,14 @@ if has pooled; then  # one short call for the pooled-model speed work: checks fi
   echo "== node GPU tests with SGL_GEMM_TUNE=1 SGL_ROPE_VEC=1"
   SGL_GEMM_TUNE=1 SGL_ROPE_VEC=1 node --test --test-concurrency=1 dist/test/gpu/*.test.js > "$OUT/node-gpu-tests.log" 2>&1 || rc=1
   grep -E "^# (tests|pass|fail)|^not ok|PARITY" "$OUT/node-gpu-tests.log" | head -40
+fi
+if has gte; then  # the gte-Qwen2-1.5B /encode goals with the defaults: two bench runs and a probe
+  m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
+  [[ -f $m/config.json ]] || python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
+  for i in 1 2; do
+    node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b run$i" --embedding --device cuda --len 500 --count 512 --single 100 --warm-wave
+  done 2>&1 | grep -E "^ENC|rror" | tee "$OUT/gte.txt"
+  node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b" --embedding --device cuda --len 500 --n 100 --overlap 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/gte.txt"
 fi
 if has cand; then  # GEMM tuning's candidate count (SGL_GEMM_CANDIDATES) on the gte-Qwen2-1.5B /encode bench
   m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
