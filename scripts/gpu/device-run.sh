@@ -41,6 +41,27 @@ fi
 grep -E "warning|CUDA backend" "$OUT/build.log" | head -20
 echo "build: $(( $(date +%s) - t0 )) s"
 rc=0
+# harness LOG [VAR=value ...] EXE: runs a C++ harness (under the variables), its log in $OUT/LOG, and prints
+# its FAIL lines and its summary; a failure sets rc.
+harness() {
+  local log=$1; shift
+  echo "== $*"
+  env "$@" > "$OUT/$log" 2>&1 || rc=1
+  grep -E "FAIL" "$OUT/$log" | head -12; tail -1 "$OUT/$log"
+}
+# The attention of short prefills (/encode sizes) on each kernel: wgmma BM 128, mma.sync BM 128 and BM 64.
+attn_short() {
+  for v in "1 0" "0 0" "0 3"; do
+    set -- $v
+    SGL_PREFILL_WGMMA=$1 SGL_PREFILL_VARIANT=$2 build/attention_bench short | grep ^ATTN | sed "s/^ATTN short/ATTN short-w$1v$2/"
+  done 2>&1 | tee "$OUT/attn-short.txt"
+}
+# gte-Qwen2-1.5B with random weights at $m (written once per machine).
+gte_model() {
+  m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
+  [[ -f $m/config.json ]] || python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda \
+    --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
+}
 if has test; then
   bash scripts/gpu/test-gpu.sh 2>&1 | tee "$OUT/test-gpu.log"; rc=${PIPESTATUS[0]}
 fi
@@ -51,23 +72,15 @@ fi
 # attn and core: the attention harness on each prefill kernel, then their prefill timings beside SDPA
 attn_first() {  # [modes]: SGL_PREFILL_WGMMA values, default "2 1 0" (2 overlapped wgmma, 1 plain, 0 mma.sync)
   local modes=${1:-2 1 0}
-  for m in $modes; do
-    echo "== attention_test SGL_PREFILL_WGMMA=$m"
-    SGL_PREFILL_WGMMA=$m build/attention_test > "$OUT/attn-test-$m.log" 2>&1 || rc=1
-    grep -E "FAIL" "$OUT/attn-test-$m.log" | head -8; tail -1 "$OUT/attn-test-$m.log"
-  done
+  for m in $modes; do harness "attn-test-$m.log" SGL_PREFILL_WGMMA=$m build/attention_test; done
   command -v cuobjdump >/dev/null && cuobjdump -sass build/libsgl_cuda_sm90a.a 2>/dev/null | grep -oE "HGMMA\.[A-Za-z0-9x.]+" | sort | uniq -c
   { for m in $modes; do SGL_PREFILL_WGMMA=$m build/attention_bench prefill | grep ^ATTN | sed "s/^ATTN prefill/ATTN prefill-w$m/"; done
     python3 bench/gpu/sdpa_ref.py prefill | grep ^SDPA; } 2>&1 | tee "$OUT/bench-attn-prefill.log"
 }
 has attn && attn_first "${SGL_ATTN_MODES:-2 1 0}"
 if has fused; then
-  echo "== fused_test"
-  build/fused_test > "$OUT/fused-test.log" 2>&1 || rc=1
-  grep -E "FAIL" "$OUT/fused-test.log" | head -12; tail -1 "$OUT/fused-test.log"
-  echo "== ops_test"
-  build/ops_test > "$OUT/ops-test.log" 2>&1 || rc=1
-  grep -E "FAIL" "$OUT/ops-test.log" | head -12; tail -1 "$OUT/ops-test.log"
+  harness fused-test.log build/fused_test
+  harness ops-test.log build/ops_test
   # the prefill kernels fused_test checks, timed: qkv_rope_store's scalar / 16-byte kernels, gemm_silu
   build/ops_bench prefill 2>&1 | grep -E "^OPS|rror" | tee "$OUT/ops-prefill.log"
 fi
@@ -85,8 +98,7 @@ if has core; then  # most important first: a short budget may cut the rest (logs
   } 2>&1 | tee "$OUT/bench-core.log"
 fi
 if has prof; then
-  m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
-  python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
+  gte_model
   # the cuBLASLt heuristic's first algorithm (SGL_GEMM_TUNE=0) against the fastest of its first 8 (=1); the
   # unfused gate|up GEMM + silu_mul (SGL_MATMUL_SILU=0) against the fused wgmma kernel (=1; 2026-12-07: slower,
   # so only with SGL_PROF_SILU=1); qkv_rope_store's scalar kernel (SGL_ROPE_VEC=0) against the 16-byte one (=1).
@@ -103,14 +115,8 @@ if has prof; then
   SGL_GEMM_TUNE=$t SGL_MATMUL_SILU=$f SGL_ROPE_VEC=$r node dist/bench/encode-bench.js --model $m --embedding --device cuda \
     --name "gte-qwen2-1.5b tune$t silu$f rope$r same-thread" --len 500 --count 512 --single 10 --warm-wave --same-thread \
     2>&1 | grep -E "^ENC|rror" | tee -a "$OUT/probe-gte.txt"
-  # the attention of short prefills (/encode sizes) on each kernel: wgmma BM 128, mma.sync BM 128 and BM 64
-  for v in "1 0" "0 0" "0 3"; do
-    set -- $v
-    SGL_PREFILL_WGMMA=$1 SGL_PREFILL_VARIANT=$2 build/attention_bench short | grep ^ATTN | sed "s/^ATTN short/ATTN short-w$1v$2/"
-  done 2>&1 | tee "$OUT/attn-short.txt"
-  echo "== attention_test SGL_SHORT_PREFILL=1 (short prefills on the 64-row mma.sync tiles)"
-  SGL_SHORT_PREFILL=1 build/attention_test > "$OUT/attn-test-short.log" 2>&1 || rc=1
-  grep -E "FAIL" "$OUT/attn-test-short.log" | head -8; tail -1 "$OUT/attn-test-short.log"
+  attn_short
+  harness attn-test-short.log SGL_SHORT_PREFILL=1 build/attention_test  # short prefills on the 64-row tiles
   # the overlap schedule (the server's default) on a single request; the last layer on every token (no pruning)
   node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b overlap" --embedding --device cuda --len 500 --n 50 --overlap 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/probe-gte.txt"
   SGL_GEMM_TUNE=$t SGL_ROPE_VEC=$r node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b tune$t rope$r no-prune" --embedding --device cuda --len 500 --n 50 --no-prune 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/probe-gte.txt"
@@ -138,14 +144,10 @@ for row in csv.reader(l for l in sys.stdin if "," in l):
   grep -E "PROBE|^  [a-zA-Z_]|gpu__time_duration" "$OUT/prof-gte.txt" | head -80
 fi
 if has pooled; then  # one short call for the pooled-model speed work: checks first, then the /encode timings
-  echo "== fused_test"; build/fused_test > "$OUT/fused-test.log" 2>&1 || rc=1
-  grep -E "FAIL" "$OUT/fused-test.log" | head -12; tail -1 "$OUT/fused-test.log"
-  echo "== ops_test"; build/ops_test > "$OUT/ops-test.log" 2>&1 || rc=1
-  grep -E "FAIL" "$OUT/ops-test.log" | head -12; tail -1 "$OUT/ops-test.log"
-  echo "== attention_test SGL_SHORT_PREFILL=1"; SGL_SHORT_PREFILL=1 build/attention_test > "$OUT/attn-test-short.log" 2>&1 || rc=1
-  grep -E "FAIL" "$OUT/attn-test-short.log" | head -8; tail -1 "$OUT/attn-test-short.log"
-  m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
-  python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
+  harness fused-test.log build/fused_test
+  harness ops-test.log build/ops_test
+  harness attn-test-short.log SGL_SHORT_PREFILL=1 build/attention_test
+  gte_model
   { # the defaults, then GEMM tuning with the 16-byte rope kernel; their probes (forward / engine / HTTP)
     for c in 00 11; do
       t=${c:0:1}; r=${c:1:1}; n="gte-qwen2-1.5b tune$t rope$r"
@@ -157,25 +159,20 @@ if has pooled; then  # one short call for the pooled-model speed work: checks fi
     SGL_GEMM_TUNE=1 SGL_ROPE_VEC=1 node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b tune1 rope1 same-thread" --embedding --device cuda --len 500 --count 512 --single 0 --warm-wave --same-thread
   } 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/pooled-gte.txt"
   build/ops_bench prefill 2>&1 | grep -E "^OPS|rror" | tee "$OUT/ops-prefill.log"
-  for v in "1 0" "0 0" "0 3"; do
-    set -- $v
-    SGL_PREFILL_WGMMA=$1 SGL_PREFILL_VARIANT=$2 build/attention_bench short | grep ^ATTN | sed "s/^ATTN short/ATTN short-w$1v$2/"
-  done 2>&1 | tee "$OUT/attn-short.txt"
+  attn_short
   echo "== node GPU tests with SGL_GEMM_TUNE=1 SGL_ROPE_VEC=1"
   SGL_GEMM_TUNE=1 SGL_ROPE_VEC=1 node --test --test-concurrency=1 dist/test/gpu/*.test.js > "$OUT/node-gpu-tests.log" 2>&1 || rc=1
   grep -E "^# (tests|pass|fail)|^not ok|PARITY" "$OUT/node-gpu-tests.log" | head -40
 fi
 if has gte; then  # the gte-Qwen2-1.5B /encode goals with the defaults: two bench runs and a probe
-  m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
-  [[ -f $m/config.json ]] || python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
+  gte_model
   for i in 1 2; do
     node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b run$i" --embedding --device cuda --len 500 --count 512 --single 100 --warm-wave
   done 2>&1 | grep -E "^ENC|rror" | tee "$OUT/gte.txt"
   node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b" --embedding --device cuda --len 500 --n 100 --overlap 2>&1 | grep -E "^PROBE|rror" | tee -a "$OUT/gte.txt"
 fi
 if has cand; then  # GEMM tuning's candidate count (SGL_GEMM_CANDIDATES) on the gte-Qwen2-1.5B /encode bench
-  m=/tmp/sgl-models/gte-qwen2-1.5b-instruct
-  [[ -f $m/config.json ]] || python3 bench/make_random_model.py --shape gte-qwen2-1.5b-instruct --out $m --device cuda --tokenizer-dir test/fixtures/models/qwen2-tiny >&2
+  gte_model
   for n in ${SGL_CAND_LIST:-8 16 32}; do
     SGL_GEMM_CANDIDATES=$n node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b candidates $n" --embedding --device cuda --len 500 --count 512 --single 50 --warm-wave
   done 2>&1 | grep -E "^ENC|rror" | tee "$OUT/cand-gte.txt"
