@@ -1,8 +1,9 @@
 // JSON bodies whose bulk is long number arrays (the pooled endpoints' embeddings: 1,536 numbers a row for
 // gte-Qwen2-1.5B, ~0.22 ms of JSON.stringify each on the JS thread). The bytes are JSON.stringify's; each
 // array of at least MIN_NATIVE numbers is written by the addon's formatNumberArray (std::to_chars' shortest
-// round-trip digits laid out as Number.prototype.toString does: addon/util/number_text.cc), about a third
-// of the time. test/unit/number-json.test.ts holds both to JSON.stringify's bytes.
+// round-trip digits laid out as Number.prototype.toString does: addon/util/number_text.cc): 157 instead of
+// 243 µs for a whole /encode body (bench/embedding-json-bench.ts). test/unit/number-json.test.ts holds both
+// to JSON.stringify's bytes.
 import { randomBytes } from 'node:crypto';
 import { loadAddon } from '../native/addon.js';
 
