@@ -8,11 +8,14 @@
 //
 // Usage: node dist/bench/encode-bench.js --model DIR --name NAME [--embedding] [--len 500] [--count 512]
 //        [--single 50] [--max-prefill-tokens 16384] [--device auto|cpu|cuda] [--no-overlap] [--warm-wave] [--same-thread]
+//        [--timeline] (one `ENC-STEP` line per step of the measured wave: when its events reached JS, ms after the
+//        wave started, its tokens and requests, and the native schedule / forward / sample / previous-loop times)
 //        (--count 0: latency only; the client runs in a worker thread unless --same-thread)
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { runClient, type ClientJob, type ClientResult } from './encode-client.js';
 import { ServingEngine } from '../src/engine/engine.js';
+import type { StepTiming } from '../src/engine/engine-output.js';
 import { createGateway } from '../src/http/gateway.js';
 import { buildServerArgs, LocalRuntime } from '../src/runtime/local-runtime.js';
 
@@ -43,12 +46,17 @@ const pct = (xs: number[], q: number) => {
 async function main(): Promise<void> {
   // The forward time of each step (native), to split a request's latency into forward and the rest.
   const forwards: { us: number; tokens: number }[] = [];
+  // --timeline: every step callback of the measured wave (forward-less ones too: events of an overlapped step)
+  const timeline = process.argv.includes('--timeline');
+  const steps: { atMs: number; t: StepTiming }[] = [];
+  let waveT0 = 0;
   // engine-thread time outside the forward (schedule + reading the rows and posting), and the JS callbacks
   let hostUs = 0;
   let callbackUs = 0;
   const engine = await ServingEngine.create({
     onStepTiming: (t) => {
       if (t.numTokens > 0) forwards.push({ us: t.forwardUs, tokens: t.numTokens });
+      if (timeline && waveT0 > 0) steps.push({ atMs: performance.now() - waveT0, t });
       hostUs += t.scheduleUs + t.sampleUs;
       callbackUs += t.callbackUs;
     },
@@ -69,11 +77,17 @@ async function main(): Promise<void> {
       console.log(`ENC ${tag} single len ${len} p50_ms ${pct(r.lat, 0.5).toFixed(2)} p99_ms ${pct(r.lat, 0.99).toFixed(2)} forward_p50_ms ${pct(fwd, 0.5).toFixed(2)} n ${r.lat.length}`);
     } else if (r.kind === 'wave-start') {
       forwards.length = 0;
+      steps.length = 0;
       hostUs = callbackUs = 0;
+      waveT0 = performance.now();
     } else if (r.kind === 'wave') {
       const fwdS = forwards.reduce((a, f) => a + f.us, 0) / 1e6;
       const fwdTok = forwards.reduce((a, f) => a + f.tokens, 0);
       console.log(`ENC ${tag} batch ${count} x ${len} req_s ${(count / r.s).toFixed(1)} tok_s ${((count * len) / r.s).toFixed(0)} forward_tok_s ${(fwdTok / fwdS).toFixed(0)} steps ${forwards.length} wall_s ${r.s.toFixed(3)} forward_s ${fwdS.toFixed(3)} engine_host_ms ${(hostUs / 1000).toFixed(1)} js_callbacks_ms ${(callbackUs / 1000).toFixed(1)}`);
+      for (const { atMs, t } of steps) {
+        console.log(`ENC-STEP at_ms ${atMs.toFixed(2)} tokens ${t.numTokens} reqs ${t.batchSize} events ${t.events} schedule_us ${t.scheduleUs.toFixed(0)} forward_us ${t.forwardUs.toFixed(0)} sample_us ${t.sampleUs.toFixed(0)} prev_loop_us ${t.prevLoopUs.toFixed(0)}`);
+      }
+      waveT0 = 0;
     }
   };
   try {
