@@ -13,8 +13,17 @@
 // Shared memory (128-byte swizzle, see wgmma.cuh): Q [128 x D], K and V [2][128 x D], key offsets [2][128].
 //   D = 128: 32 + 128 + 2 KiB = 162 KiB (one block per SM); D = 64: 16 + 64 + 2 = 82 KiB.
 // The epilogue stages O through the warpgroup's own Q rows and writes 16-byte rows.
+//
+// Split-KV (the plain schedule, grids smaller than the GPU): a short prefill has few blocks (500 tokens of
+// 12 heads: 48 blocks on 132 SMs) and its critical path is the last query tile's walk over every KV tile
+// (4 tiles, one after the other). Then grid.x holds `splits` blocks per query tile, each walking `chunk` KV
+// tiles of it; every block of a query tile that has more than one chunk stores its unnormalised O, running
+// max and sum (f32, in the threads' own fragment order: coalesced) to the workspace and counts itself in on
+// the tile's counter; the last one in merges the others' partials into its registers and writes the output
+// as an unsplit block does. The counters reset themselves (the last block zeroes its own).
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "attention_common.cuh"
@@ -146,19 +155,27 @@ __global__ void __launch_bounds__(256, 1)
                          const __nv_bfloat16* __restrict__ v_cache, __nv_bfloat16* __restrict__ out,
                          const int32_t* __restrict__ qo_indptr, const int32_t* __restrict__ kv_indptr,
                          const int32_t* __restrict__ page_ids, const int32_t* __restrict__ kv_lens, int H, int Hkv,
-                         int P, float scale_log2, int causal) {
+                         int P, float scale_log2, int causal, int splits, int chunk, float* __restrict__ part,
+                         int* __restrict__ counters) {
 #if SGL_WGMMA_ARCH
   using Cfg = WgCfg<D>;
   constexpr int BM = Cfg::BM, BN = Cfg::BN, NT = Cfg::kThreads, CH = Cfg::CH;
   static_assert(BN == 128, "the tile helpers assume 128 keys a tile");
 
-  // heaviest (causal) tiles first
-  const PrefillBlock blk = prefill_block<BM, D>(blockIdx.z, blockIdx.y, gridDim.x - 1 - blockIdx.x, qo_indptr,
-                                                kv_indptr, page_ids, kv_lens, H, Hkv, P, causal);
+  // heaviest (causal) tiles first; `splits` consecutive blocks per query tile (1 unsplit)
+  const int q_tiles = int(gridDim.x) / splits;
+  const int m_tile = q_tiles - 1 - int(blockIdx.x) / splits, split = int(blockIdx.x) % splits;
+  const PrefillBlock blk = prefill_block<BM, D>(blockIdx.z, blockIdx.y, m_tile, qo_indptr, kv_indptr, page_ids,
+                                                kv_lens, H, Hkv, P, causal);
   if (!blk.rows()) return;
   const int h = blockIdx.y, q_begin = blk.q_begin, q_len = blk.q_len, m0 = blk.m0, kv_len = blk.kv_len;
   const int pos0 = blk.pos0;
-  const int n_tiles = (blk.n_end + BN - 1) / BN;
+  const int all_tiles = (blk.n_end + BN - 1) / BN;
+  // This block's KV tiles [j_begin, n_tiles) of the query tile's all_tiles, and how many blocks share them.
+  const int n_parts = max(1, (all_tiles + chunk - 1) / chunk);
+  if (split >= n_parts) return;
+  const int j_begin = split * chunk;
+  const int n_tiles = min(all_tiles, j_begin + chunk);
 
   extern __shared__ __align__(128) uint8_t smem[];
   uint8_t* base = smem + ((1024u - (smem_u32(smem) & 1023u)) & 1023u);  // swizzle patterns need 1024 B
@@ -193,13 +210,17 @@ __global__ void __launch_bounds__(256, 1)
     if (tid < BN && tile < n_tiles) sOff[(tile & 1) * BN + tid] = blk.key_offset(tile * BN + tid);
   };
 
-  // Prologue: key offsets of tiles 0 and 1; Q, K_0, V_0 in the first cp.async group.
-  for (int i = tid; i < 2 * BN; i += NT) sOff[i] = blk.key_offset(i);
+  // Prologue: key offsets of the first two tiles (tile t's in sOff[t % 2]); Q and the first K, V tiles in the
+  // first cp.async group.
+  for (int i = tid; i < 2 * BN; i += NT) {
+    const int t = j_begin + i / BN;
+    sOff[(t & 1) * BN + i % BN] = blk.key_offset(t * BN + i % BN);
+  }
   blk.load_q<BM, D, kRowsPerPass>(q, H, h, ld_row, ld_chunk, sQ + ld_q, kRowsPerPass * 128);
   __syncthreads();
-  if (n_tiles > 0) {
-    load_tile(k_cache, sK, 0);
-    load_tile(v_cache, sV, 0);
+  if (j_begin < n_tiles) {
+    load_tile(k_cache, sK, j_begin & 1);
+    load_tile(v_cache, sV, j_begin & 1);
   }
   cp_async_commit();
 
@@ -216,7 +237,7 @@ __global__ void __launch_bounds__(256, 1)
   auto needs_mask = [&](int k0) { return k0 + BN > kv_len || (causal && k0 + BN - 1 > pos0 + wg_row0); };
 
   if constexpr (!PIPE) {
-    for (int j = 0; j < n_tiles; j++) {
+    for (int j = j_begin; j < n_tiles; j++) {
       const int buf = j & 1;
       if (j + 1 < n_tiles) {
         load_tile(k_cache, sK, buf ^ 1);
@@ -317,6 +338,53 @@ __global__ void __launch_bounds__(256, 1)
     }
   }
 
+  // ---- split-KV: all but the last block of the query tile leave their partials; the last merges them ----
+  if (n_parts > 1) {
+    constexpr int kVec = D / 8 + 1;  // float4s a thread stores: O (D / 2 floats), then m_run and l_run
+    const int unit = (int(blockIdx.z) * H + h) * q_tiles + m_tile;
+    float4* mine = reinterpret_cast<float4*>(part) + (int64_t(unit) * splits + split) * kVec * NT;
+#pragma unroll
+    for (int i = 0; i < D / 8; i++) mine[i * NT + tid] = make_float4(o_acc[4 * i], o_acc[4 * i + 1], o_acc[4 * i + 2], o_acc[4 * i + 3]);
+    mine[(D / 8) * NT + tid] = make_float4(m_run[0], m_run[1], l_run[0], l_run[1]);
+    __threadfence();  // the partials are visible device-wide before this block counts itself in
+    __syncthreads();
+    __shared__ int s_last;
+    if (tid == 0) s_last = atomicAdd(counters + unit, 1) == n_parts - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();  // (acquire) the others' partials, read through L2 below
+    if (tid == 0) counters[unit] = 0;  // ready for the next launch
+    // Merge in f32: m = max of the parts' maxima (log2 domain), O and l scaled by exp2(m_part - m).
+    float m_all[2] = {m_run[0], m_run[1]};
+    for (int p = 0; p < n_parts; p++) {
+      if (p == split) continue;
+      const float4 ml = __ldcg(reinterpret_cast<const float4*>(part) + ((int64_t(unit) * splits + p) * kVec + D / 8) * NT + tid);
+      m_all[0] = fmaxf(m_all[0], ml.x);
+      m_all[1] = fmaxf(m_all[1], ml.y);
+    }
+    const float m_use[2] = {safe_max(m_all[0]), safe_max(m_all[1])};
+    const float own[2] = {exp2f(m_run[0] - m_use[0]), exp2f(m_run[1] - m_use[1])};
+    rescale<D>(o_acc, own);
+    l_run[0] *= own[0];
+    l_run[1] *= own[1];
+    for (int p = 0; p < n_parts; p++) {
+      if (p == split) continue;
+      const float4* other = reinterpret_cast<const float4*>(part) + (int64_t(unit) * splits + p) * kVec * NT;
+      const float4 ml = __ldcg(other + (D / 8) * NT + tid);
+      const float a0 = exp2f(ml.x - m_use[0]), a1 = exp2f(ml.y - m_use[1]);  // 0 for a part that saw no key
+      l_run[0] = fmaf(ml.z, a0, l_run[0]);
+      l_run[1] = fmaf(ml.w, a1, l_run[1]);
+#pragma unroll
+      for (int i = 0; i < D / 8; i++) {
+        const float4 v = __ldcg(other + i * NT + tid);
+        o_acc[4 * i + 0] = fmaf(v.x, a0, o_acc[4 * i + 0]);
+        o_acc[4 * i + 1] = fmaf(v.y, a0, o_acc[4 * i + 1]);
+        o_acc[4 * i + 2] = fmaf(v.z, a1, o_acc[4 * i + 2]);
+        o_acc[4 * i + 3] = fmaf(v.w, a1, o_acc[4 * i + 3]);
+      }
+    }
+  }
+
   // ---- epilogue: O / l to bf16, staged through the warpgroup's own Q rows, 16-byte stores ----
   cp_async_wait<0>();
   __syncthreads();  // with no KV tile, Q copies issued by the other warpgroup may still be landing
@@ -348,6 +416,63 @@ __global__ void __launch_bounds__(256, 1)
 #endif  // SGL_WGMMA_ARCH
 }
 
+// How a short prefill's KV walk splits: `splits` blocks per query tile, each over `chunk` KV tiles.
+struct SplitPlan {
+  int splits = 1, chunk = 1 << 30;
+};
+
+// SGL_PREFILL_SPLIT=0 turns the split off (the A/B switch of attention_bench and encode-bench).
+bool split_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SGL_PREFILL_SPLIT");
+    return !(e != nullptr && e[0] == '0');
+  }();
+  return on;
+}
+
+// The smallest chunk whose blocks still fit one wave (one 128-row block per SM), counted for the longest
+// sequence (causal: query tile i sees the keys up to its last row); no split when the unsplit grid already
+// has a block per SM, or when the whole walk is one chunk.
+SplitPlan plan_split(const AttentionParams& p) {
+  SplitPlan plan;
+  constexpr int BM = 128, BN = 128;
+  const int q_tiles = (p.max_q_len + BM - 1) / BM, kv_tiles = (p.max_kv_len + BN - 1) / BN;
+  const int64_t heads = int64_t(p.H) * p.B, sms = sgl_sm_count();
+  if (!split_enabled() || kv_tiles <= 1 || q_tiles * heads >= sms) return plan;
+  const int prefix = std::max(0, p.max_kv_len - p.max_q_len);
+  auto tiles_of = [&](int qt) {  // KV tiles query tile qt walks
+    if (!p.causal) return kv_tiles;
+    const int last_key = std::min(p.max_kv_len, prefix + std::min((qt + 1) * BM, p.max_q_len));
+    return (last_key + BN - 1) / BN;
+  };
+  for (int chunk = 1; chunk < kv_tiles; chunk++) {
+    int64_t blocks = 0;
+    for (int qt = 0; qt < q_tiles; qt++) blocks += (tiles_of(qt) + chunk - 1) / chunk;
+    if (blocks * heads <= sms) {
+      plan.chunk = chunk;
+      plan.splits = (kv_tiles + chunk - 1) / chunk;
+      return plan;
+    }
+  }
+  return plan;
+}
+
+// The split blocks' arrival counters: zero at rest (each query tile's last block resets its own).
+int* split_counters(size_t n) {
+  static int* ptr = nullptr;
+  static size_t cap = 0;
+  if (n > cap) {
+    if (ptr) {
+      SGL_CUDA_CHECK(cudaStreamSynchronize(sgl_stream()));
+      SGL_CUDA_CHECK(cudaFree(ptr));
+    }
+    cap = std::max(n, size_t(4096));
+    SGL_CUDA_CHECK(cudaMalloc(&ptr, cap * sizeof(int)));
+    SGL_CUDA_CHECK(cudaMemsetAsync(ptr, 0, cap * sizeof(int), sgl_stream()));
+  }
+  return ptr;
+}
+
 template <int D, bool PIPE>
 void launch(const AttentionParams& p) {
   using Cfg = WgCfg<D>;
@@ -357,11 +482,21 @@ void launch(const AttentionParams& p) {
     return true;
   }();
   (void)attr_set;
-  const dim3 grid((p.max_q_len + Cfg::BM - 1) / Cfg::BM, p.H, p.B);
+  const int q_tiles = (p.max_q_len + Cfg::BM - 1) / Cfg::BM;
+  const SplitPlan plan = PIPE ? SplitPlan{} : plan_split(p);  // the overlapped schedule does not split
+  float* part = nullptr;
+  int* counters = nullptr;
+  if (plan.splits > 1) {
+    const size_t units = size_t(q_tiles) * p.H * p.B;
+    part = static_cast<float*>(sgl_workspace(units * plan.splits * Cfg::kThreads * (D / 2 + 4) * sizeof(float)));
+    counters = split_counters(units);
+  }
+  const dim3 grid(q_tiles * plan.splits, p.H, p.B);
   kernel<<<grid, Cfg::kThreads, Cfg::kSmem, sgl_stream()>>>(
       static_cast<const __nv_bfloat16*>(p.q), static_cast<const __nv_bfloat16*>(p.k_cache),
       static_cast<const __nv_bfloat16*>(p.v_cache), static_cast<__nv_bfloat16*>(p.out), p.qo_indptr, p.kv_indptr,
-      p.kv_page_indices, p.kv_lens, p.H, p.Hkv, p.P, p.scale * kLog2e, p.causal ? 1 : 0);
+      p.kv_page_indices, p.kv_lens, p.H, p.Hkv, p.P, p.scale * kLog2e, p.causal ? 1 : 0, plan.splits, plan.chunk,
+      part, counters);
   SGL_CUDA_LAUNCH_CHECK();
 }
 

@@ -16,6 +16,9 @@
 #     unpruned; same-thread client), ops_bench prefill, attention_bench short, then the node GPU tests;
 #   gte: the gte-Qwen2-1.5B /encode goals with the defaults (two encode-bench runs, one probe);
 #   cand: the gte-Qwen2-1.5B /encode bench with 8, 16 and 32 GEMM tuning candidates (SGL_CAND_LIST);
+#   split: the wgmma prefill's split-KV for short prefills: attention_test (split on, the default), attention_bench
+#     short with SGL_PREFILL_SPLIT=0 / 1, the gte-Qwen2-1.5B single-request latency both ways, and one wave with
+#     its step timeline (encode-bench --timeline);
 #   bench: npm run bench:gpu
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -176,6 +179,19 @@ if has cand; then  # GEMM tuning's candidate count (SGL_GEMM_CANDIDATES) on the 
   for n in ${SGL_CAND_LIST:-8 16 32}; do
     SGL_GEMM_CANDIDATES=$n node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b candidates $n" --embedding --device cuda --len 500 --count 512 --single 50 --warm-wave
   done 2>&1 | grep -E "^ENC|rror" | tee "$OUT/cand-gte.txt"
+fi
+if has split; then
+  harness attn-test-split.log build/attention_test
+  for sp in 0 1; do
+    SGL_PREFILL_SPLIT=$sp build/attention_bench short | grep ^ATTN | sed "s/^ATTN short/ATTN short-split$sp/"
+  done 2>&1 | tee "$OUT/attn-split.txt"
+  gte_model
+  {
+    for sp in 0 1 0 1; do
+      SGL_PREFILL_SPLIT=$sp node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b split$sp" --embedding --device cuda --len 500 --n 100 --overlap
+    done
+    node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b split1" --embedding --device cuda --len 500 --count 512 --single 100 --warm-wave --timeline
+  } 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/split-gte.txt"
 fi
 if has bench; then
   bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"

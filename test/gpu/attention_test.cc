@@ -261,6 +261,14 @@ std::vector<Case> all_cases() {
     cases.push_back({case_name("decode-b16", 128, 16, 32, 8, false), 128, 16, 32, 8, false, mid});
     cases.push_back({case_name("decode-b16", 64, 16, 32, 8, false), 64, 16, 32, 8, false, mid});
   }
+  // Short prefills whose grid is smaller than the GPU (the wgmma kernel's split-KV: several blocks per query
+  // tile, merged by the last one in): gte-Qwen2-1.5B's 500 tokens of 12 heads, a cached prefix, non-causal,
+  // D = 64, two sequences of different lengths.
+  cases.push_back({case_name("split", 128, 16, 12, 2, true), 128, 16, 12, 2, true, {{500, 500}}});
+  cases.push_back({case_name("split", 128, 16, 4, 4, true), 128, 16, 4, 4, true, {{300, 800}}});
+  cases.push_back({case_name("split", 64, 16, 8, 2, false), 64, 16, 8, 2, false, {{257, 700}}});
+  cases.push_back({case_name("split", 64, 4, 8, 2, true), 64, 4, 8, 2, true, {{500, 500}}});
+  cases.push_back({case_name("split", 128, 16, 6, 2, true), 128, 16, 6, 2, true, {{400, 400}, {130, 900}, {1, 50}}});
   // Long prefills (q_len 1000+), with and without a cached prefix.
   cases.push_back({case_name("long-prefill", 128, 16, 8, 2, true), 128, 16, 8, 2, true, {{1100, 1100}}});
   cases.push_back({case_name("long-prefill", 128, 1, 4, 4, true), 128, 1, 4, 4, true, {{1030, 1600}, {1, 900}}});
