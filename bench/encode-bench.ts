@@ -8,6 +8,8 @@
 //
 // Usage: node dist/bench/encode-bench.js --model DIR --name NAME [--embedding] [--len 500] [--count 512]
 //        [--single 50] [--max-prefill-tokens 16384] [--device auto|cpu|cuda] [--no-overlap] [--warm-wave] [--same-thread]
+//        [--burst] (the wave's 512 requests made in one synchronous loop, as before 2026-12-07; by default the
+//        client issues them 8 at a time with an event-loop turn between, so the first ones go out at once)
 //        [--timeline] (one `ENC-STEP` line per step of the measured wave: when its events reached JS, ms after the
 //        wave started, its tokens and requests, and the native schedule / forward / sample / previous-loop times)
 //        (--count 0: latency only; the client runs in a worker thread unless --same-thread)
@@ -63,13 +65,22 @@ async function main(): Promise<void> {
     modelPath, isEmbedding, device, pageSize: 16, chunkedPrefillSize: maxPrefill, maxPrefillTokens: maxPrefill,
     maxRunningRequests: Math.max(count, 1), disableRadixCache: true, randomSeed: 1, disableOverlapSchedule: noOverlap,
   });
+  // --timeline: when each request reached the engine (ms after the wave started)
+  const submits: number[] = [];
+  if (timeline) {
+    const encode = engine.encode.bind(engine);
+    engine.encode = (req) => {
+      if (waveT0 > 0) submits.push(performance.now() - waveT0);
+      return encode(req);
+    };
+  }
   const runtime = new LocalRuntime(engine, { modelPath, tokenizerPath: modelPath, servedModelName: name, serverArgs: buildServerArgs(engine, { modelPath }) });
   const app = createGateway(runtime);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address() as { port: number };
   const info = engine.info;
   console.log(`# ${name}: ${info.architecture} (${info.poolingKind}) ${info.numLayers} layers on ${info.backend}, row width ${info.embeddingDim}`);
-  const job: ClientJob = { base: `http://127.0.0.1:${addr.port}`, vocab: info.vocabSize, len, count, singles, warmWave: process.argv.includes('--warm-wave') };
+  const job: ClientJob = { base: `http://127.0.0.1:${addr.port}`, vocab: info.vocabSize, len, count, singles, warmWave: process.argv.includes('--warm-wave'), burst: process.argv.includes('--burst') };
   const tag = `${name}${noOverlap ? ' (no overlap)' : ''}`;
   const onResult = (r: ClientResult) => {
     if (r.kind === 'single') {
@@ -78,12 +89,17 @@ async function main(): Promise<void> {
     } else if (r.kind === 'wave-start') {
       forwards.length = 0;
       steps.length = 0;
+      submits.length = 0;
       hostUs = callbackUs = 0;
       waveT0 = performance.now();
     } else if (r.kind === 'wave') {
       const fwdS = forwards.reduce((a, f) => a + f.us, 0) / 1e6;
       const fwdTok = forwards.reduce((a, f) => a + f.tokens, 0);
       console.log(`ENC ${tag} batch ${count} x ${len} req_s ${(count / r.s).toFixed(1)} tok_s ${((count * len) / r.s).toFixed(0)} forward_tok_s ${(fwdTok / fwdS).toFixed(0)} steps ${forwards.length} wall_s ${r.s.toFixed(3)} forward_s ${fwdS.toFixed(3)} engine_host_ms ${(hostUs / 1000).toFixed(1)} js_callbacks_ms ${(callbackUs / 1000).toFixed(1)}`);
+      if (submits.length > 0) {
+        const at = (i: number) => (submits[Math.min(submits.length - 1, i)] as number).toFixed(2);
+        console.log(`ENC-SUBMITS n ${submits.length} first_ms ${at(0)} 32nd_ms ${at(31)} 128th_ms ${at(127)} 256th_ms ${at(255)} last_ms ${at(submits.length - 1)}`);
+      }
       for (const { atMs, t } of steps) {
         console.log(`ENC-STEP at_ms ${atMs.toFixed(2)} tokens ${t.numTokens} reqs ${t.batchSize} events ${t.events} schedule_us ${t.scheduleUs.toFixed(0)} forward_us ${t.forwardUs.toFixed(0)} sample_us ${t.sampleUs.toFixed(0)} prev_loop_us ${t.prevLoopUs.toFixed(0)}`);
       }

@@ -7,7 +7,7 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 // The client: its own thread (event loop and heap), as a load generator in another process would be, so that
 // building 512 request bodies and reading 512 responses does not queue behind the server's own JSON work on
 // one event loop. --same-thread keeps it on the server's thread (what this bench measured before 2026-12-07).
-export interface ClientJob { base: string; vocab: number; len: number; count: number; singles: number; warmWave: boolean }
+export interface ClientJob { base: string; vocab: number; len: number; count: number; singles: number; warmWave: boolean; burst: boolean }
 export type ClientResult = { kind: 'single'; lat: number[] } | { kind: 'wave-start' } | { kind: 'wave'; s: number } | { kind: 'done' };
 
 export async function runClient(job: ClientJob, report: (r: ClientResult) => void): Promise<void> {
@@ -43,12 +43,26 @@ export async function runClient(job: ClientJob, report: (r: ClientResult) => voi
     if (job.warmWave) await Promise.all(inputs.map(encode));
     report({ kind: 'wave-start' });
     const t0 = performance.now();
-    await Promise.all(inputs.map(encode));
+    await Promise.all(job.burst ? inputs.map(encode) : await issueInSlices(inputs, encode));
     report({ kind: 'wave', s: (performance.now() - t0) / 1000 });
   } finally {
     agent.destroy();
     report({ kind: 'done' });
   }
+}
+
+// The wave's requests, issued SLICE at a time with a turn of the event loop between slices: node:http writes a
+// request's bytes only after the synchronous code that made it returns, so issuing all 512 in one loop held
+// the first byte back until every request object existed (~40 ms of client time with the GPU idle: the step
+// timeline of 2026-12-07). --burst keeps that all-at-once issue.
+const SLICE = 8;
+async function issueInSlices(inputs: number[][], encode: (ids: number[]) => Promise<void>): Promise<Promise<void>[]> {
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < inputs.length; i += SLICE) {
+    if (i > 0) await new Promise<void>((r) => setImmediate(r));
+    for (const ids of inputs.slice(i, i + SLICE)) pending.push(encode(ids));
+  }
+  return pending;
 }
 
 function randomIds(vocab: number, n: number, seed: number): number[] {

@@ -19,6 +19,8 @@
 #   split: the wgmma prefill's split-KV for short prefills: attention_test (split on, the default), attention_bench
 #     short with SGL_PREFILL_SPLIT=0 / 1, the gte-Qwen2-1.5B single-request latency both ways, and one wave with
 #     its step timeline (encode-bench --timeline);
+#   spin: the gte-Qwen2-1.5B /encode bench with the JS event loop's spin on and off (SGL_LOOP_SPIN), and one wave
+#     with the all-at-once client (--burst) and its timeline;
 #   bench: npm run bench:gpu
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -192,6 +194,17 @@ if has split; then
     done
     node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b split1" --embedding --device cuda --len 500 --count 512 --single 100 --warm-wave --timeline
   } 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/split-gte.txt"
+fi
+if has spin; then
+  gte_model
+  {
+    for sp in 1 0 1 0; do
+      SGL_LOOP_SPIN=$sp node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b loopspin$sp" --embedding --device cuda --len 500 --count 512 --single 100 --warm-wave
+      SGL_LOOP_SPIN=$sp node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b loopspin$sp" --embedding --device cuda --len 500 --n 100 --overlap
+    done
+    node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b sliced" --embedding --device cuda --len 500 --count 512 --single 0 --warm-wave --timeline | head -4
+    node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b burst" --embedding --device cuda --len 500 --count 512 --single 0 --warm-wave --timeline --burst | head -4
+  } 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/spin-gte.txt"
 fi
 if has bench; then
   bash scripts/gpu/bench-gpu.sh 2>&1 | tee "$OUT/bench-gpu.log"

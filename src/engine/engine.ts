@@ -43,6 +43,7 @@ import { resolveEngineOptions, type ResolvedEngineOptions, type ServingEngineOpt
 import type { GenerateChunk, StepTiming } from './engine-output.js';
 import { GenerateStream } from './generate-stream.js';
 import { PooledRequests, type PooledResult } from './pooled.js';
+import { loopSpinFor, type LoopSpin } from './loop-spin.js';
 import { FINISH_ABORT, FINISH_NONE, SampleState, type SampleConfig, type SampleHost } from './sample-state.js';
 import { normalizeSamplingParams, SamplingParamsError, type SamplingDefaults, type SamplingParams } from './sampling-params.js';
 import { StopMatcher } from './stop-matcher.js';
@@ -154,6 +155,7 @@ export class ServingEngine {
   private readonly tokenTexts = new Map<number, string>();
   private readonly host: SampleHost;
   private readonly pooled: PooledRequests;
+  private readonly loopSpin: LoopSpin | null;
 
   private constructor(native: NativeEngine, tokenizer: TextTokenizer, options: ResolvedEngineOptions) {
     this.native = native;
@@ -162,6 +164,7 @@ export class ServingEngine {
     this.info = native.info();
     this.samplingDefaults = defaultsFromGenerationConfig(this.info.generationConfigJson);
     this.pooled = new PooledRequests(this.info.poolingKind === 'embedding');
+    this.loopSpin = loopSpinFor(this.info.backend);
     this.host = {
       nativeAbort: (rid) => this.native.abort(rid),
       abortMessage: (s) =>
@@ -322,6 +325,7 @@ export class ServingEngine {
       };
       group.prefillRid = prefill.rid;
       this.prefills.set(prefill.rid, group);
+      this.loopSpin?.touch();
       this.native.submit(prefill);
     } else {
       this.submitSamples(group, template);
@@ -353,6 +357,7 @@ export class ServingEngine {
     const rid = req.rid ?? randomUUID().replace(/-/g, '');
     const numRid = this.nextNumRid++;
     const done = this.pooled.add(numRid, rid);
+    this.loopSpin?.touch();
     try {
       this.native.submit({
         rid: numRid, inputIds: Int32Array.from(promptIds), maxNewTokens: 0, minNewTokens: 0, temperature: 1, topP: 1, topK: -1,
@@ -565,6 +570,7 @@ export class ServingEngine {
   // ---- native events -------------------------------------------------------------------------------
 
   private submitSamples(group: RequestGroup, template: NativeRequest): void {
+    this.loopSpin?.touch();
     for (const s of group.samples) {
       if (s.finished) continue;
       this.live.set(s.numRid, s);
@@ -575,6 +581,7 @@ export class ServingEngine {
   /** The hot path: one pass over the step's events. */
   private onStep(out: NativeStepOutput): void {
     const t0 = performance.now();
+    this.loopSpin?.touch();
     const step = ++this.stepNo;
     const touched = this.touched;
     const n = out.n;
