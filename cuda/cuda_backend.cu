@@ -293,6 +293,7 @@ const Backend* cuda_backend() {
         grouped_matmul_cuda,
         moe_unpermute_cuda,
         matmul_silu_mul_cuda,
+        matmul_add_cuda,
     };
     return &b;
   }();
@@ -326,6 +327,7 @@ const Backend* cuda_backend_f32() {
     b.rms_norm_matmul = nullptr;
     b.silu_mul_matmul = nullptr;
     b.matmul_silu_mul = nullptr;  // bf16 only
+    b.matmul_add = nullptr;       // bf16 only (the model folds the residual in with rms_norm)
     // MoE: moe_route (f32 logits) is shared; the others move activations and weights.
     b.moe_permute = moe_permute_cuda_f32;
     b.grouped_matmul = grouped_matmul_cuda_f32;

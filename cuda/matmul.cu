@@ -153,9 +153,10 @@ struct PlanKey {
   bool y_f32, fused_bias;
   uint32_t al_x, al_w, al_y, al_b;
   bool f32_in;  // the float32 table: f32 x, W, bias and y
+  bool accumulate = false;  // y += (matmul_add: beta = 1, C = D = y), timed and tuned apart
   bool operator<(const PlanKey& o) const {
-    return std::tie(T, K, N, y_f32, fused_bias, al_x, al_w, al_y, al_b, f32_in) <
-           std::tie(o.T, o.K, o.N, o.y_f32, o.fused_bias, o.al_x, o.al_w, o.al_y, o.al_b, o.f32_in);
+    return std::tie(T, K, N, y_f32, fused_bias, al_x, al_w, al_y, al_b, f32_in, accumulate) <
+           std::tie(o.T, o.K, o.N, o.y_f32, o.fused_bias, o.al_x, o.al_w, o.al_y, o.al_b, o.f32_in, o.accumulate);
   }
 };
 
@@ -268,15 +269,16 @@ Plan make_plan(LtState& s, const PlanKey& key, const void* bias, int n_candidate
   return pl;
 }
 
-void run_algo(LtState& s, Plan& pl, const cublasLtMatmulAlgo_t& algo, const MatmulParams& p) {
-  const float alpha = 1.0f, beta = 0.0f;
+void run_algo(LtState& s, Plan& pl, const cublasLtMatmulAlgo_t& algo, const MatmulParams& p, bool accumulate) {
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   SGL_CUBLAS_CHECK(cublasLtMatmul(s.handle, pl.desc, &alpha, p.w.data, pl.a, p.x, pl.b, &beta, p.y, pl.c, p.y, pl.c,
                                   &algo, s.workspace, kLtWorkspace, sgl_stream()));
 }
 
-// Times each candidate on this call's own buffers (y is rewritten by the real call after) and keeps the
-// fastest in pl.algo and in the T bucket. Skipped while sgl_stream() is being captured into a graph (no
-// synchronisation is allowed then): the plan keeps the heuristic's first algorithm.
+// Times each candidate on this call's own buffers (y is rewritten by the real call after; an accumulating
+// call's y is saved first and put back) and keeps the fastest in pl.algo and in the T bucket. Skipped while
+// sgl_stream() is being captured into a graph (no synchronisation is allowed then): the plan keeps the
+// heuristic's first algorithm.
 void tune_plan(LtState& s, Plan& pl, const PlanKey& key, const MatmulParams& p) {
   pl.tuned = true;
   cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
@@ -297,14 +299,20 @@ void tune_plan(LtState& s, Plan& pl, const PlanKey& key, const MatmulParams& p) 
     }
   }
   if (pl.candidates.size() > 1) {
+    const size_t y_bytes = size_t(p.T) * size_t(p.N) * (key.y_f32 || key.f32_in ? 4 : 2);
+    void* saved = nullptr;
+    if (key.accumulate) {
+      SGL_CUDA_CHECK(cudaMalloc(&saved, y_bytes));
+      SGL_CUDA_CHECK(cudaMemcpyAsync(saved, p.y, y_bytes, cudaMemcpyDeviceToDevice, sgl_stream()));
+    }
     cudaEvent_t ev[2];
     SGL_CUDA_CHECK(cudaEventCreate(&ev[0]));
     SGL_CUDA_CHECK(cudaEventCreate(&ev[1]));
     float best_ms = 0.0f;
     for (size_t i = 0; i < pl.candidates.size(); i++) {
-      run_algo(s, pl, pl.candidates[i], p);  // warm-up
+      run_algo(s, pl, pl.candidates[i], p, key.accumulate);  // warm-up
       SGL_CUDA_CHECK(cudaEventRecord(ev[0], sgl_stream()));
-      for (int r = 0; r < 3; r++) run_algo(s, pl, pl.candidates[i], p);
+      for (int r = 0; r < 3; r++) run_algo(s, pl, pl.candidates[i], p, key.accumulate);
       SGL_CUDA_CHECK(cudaEventRecord(ev[1], sgl_stream()));
       SGL_CUDA_CHECK(cudaEventSynchronize(ev[1]));
       float ms = 0.0f;
@@ -313,21 +321,28 @@ void tune_plan(LtState& s, Plan& pl, const PlanKey& key, const MatmulParams& p) 
     }
     cudaEventDestroy(ev[0]);
     cudaEventDestroy(ev[1]);
+    if (saved) {
+      SGL_CUDA_CHECK(cudaMemcpyAsync(p.y, saved, y_bytes, cudaMemcpyDeviceToDevice, sgl_stream()));
+      SGL_CUDA_CHECK(cudaStreamSynchronize(sgl_stream()));
+      SGL_CUDA_CHECK(cudaFree(saved));
+    }
   }
   s.tuned[bucket] = pl.algo;
   pl.candidates.clear();
 }
 
 // Runs the GEMM through cuBLASLt; false when no algorithm fits (the caller falls back). f32_in: the float32
-// table (f32 x, W, bias, y).
-bool lt_matmul(const MatmulParams& p, bool f32_in) {
+// table (f32 x, W, bias, y). accumulate: y += the product (beta = 1); the bias must then be fused (an unfused
+// one would be added after the sum): false where it cannot be.
+bool lt_matmul(const MatmulParams& p, bool f32_in, bool accumulate = false) {
   LtState& s = lt_state();
   const bool has_bias = p.bias.data != nullptr;
   // Epilogue bias: where its type (D's) is the bias's, i.e. bf16 y with a bf16 bias or f32 y with an f32 bias
   // (see the top of the file), and a bias aligned like a vector access.
   const bool fused_bias = has_bias && (f32_in || !p.y_f32) && alignment_of(p.bias.data) >= 16;
+  if (accumulate && has_bias && !fused_bias) return false;
   PlanKey key{p.T, p.K, p.N, p.y_f32, fused_bias, alignment_of(p.x), alignment_of(p.w.data), alignment_of(p.y),
-              fused_bias ? alignment_of(p.bias.data) : 0u, f32_in};
+              fused_bias ? alignment_of(p.bias.data) : 0u, f32_in, accumulate};
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.plans.find(key);
   const bool tune = gemm_tune_enabled() && p.T >= kTuneMinT;
@@ -339,7 +354,7 @@ bool lt_matmul(const MatmulParams& p, bool f32_in) {
     SGL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(pl.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
   if (tune && !pl.tuned) tune_plan(s, pl, key, p);
-  run_algo(s, pl, pl.algo, p);
+  run_algo(s, pl, pl.algo, p, accumulate);
   if (has_bias && !fused_bias) bias_add(p, f32_in);
   return true;
 }
@@ -364,6 +379,16 @@ void matmul_cuda(const MatmulParams& p) {
   if (p.K > 0 && lt_matmul(p, false)) return;
 #endif
   matmul_fallback<bf16>(p);
+}
+
+bool matmul_add_cuda(const MatmulParams& p) {
+  if (p.T <= 0 || p.N <= 0) return true;
+  if (p.y_f32 || p.w.dtype != DType::BF16 || (p.bias.data && p.bias.dtype != DType::BF16) || p.K <= 0) return false;
+#if defined(SGL_WITH_CUBLAS)
+  return lt_matmul(p, false, true);
+#else
+  return false;
+#endif
 }
 
 void matmul_cuda_f32(const MatmulParams& p) {

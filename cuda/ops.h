@@ -23,6 +23,7 @@ bool rms_norm_matmul_cuda(const RmsNormMatmulParams& p);
 bool silu_mul_matmul_cuda(const SiluMulMatmulParams& p);
 // cuda/matmul_silu_sm90.cu: prefill steps on an sm_90 device (wgmma), bf16 only; false where it does not fit.
 bool matmul_silu_mul_cuda(const MatmulSiluMulParams& p);
+bool matmul_add_cuda(const MatmulParams& p);  // y += x · Wᵀ (+ bias): cuBLASLt with beta = 1
 // cuda/moe.cu: the MoE ops (E <= 256, K <= 8; offsets and counts stay on the device, graph-capturable).
 // moe_route works on the f32 router logits and serves both tables. grouped_matmul takes bf16 expert weights
 // (each 16-byte aligned, as place_weight allocates them) and picks a GEMV (few rows per expert), tensor-core

@@ -558,13 +558,28 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
   void* res2 = s.res2.ensure(0);
   const bool fused_norm = fuse_ && be_.rms_norm_matmul != nullptr && res2 != nullptr && T <= kFusedMaxT;
   const bool fused_silu = fuse_ && be_.silu_mul_matmul != nullptr && T <= kFusedMaxT;
-  // x <- rmsnorm(res_cur += x) * g, in place (Backend::rms_norm with the residual).
+  // Prefill on a backend with matmul_add: o_proj and down_proj add their outputs into the residual stream
+  // themselves (x_pending false after them), and the norm that follows only normalises it.
+  const bool add_into_res = fuse_ && be_.matmul_add != nullptr && T > kFusedMaxT;
+  bool x_pending = true;  // x holds a sub-layer's output (the embedding at first) not yet in the stream
+  // x <- rmsnorm(res_cur += x) * g, in place (Backend::rms_norm with the residual); with nothing pending,
+  // x <- rmsnorm(res_cur) * g.
   auto norm_in_place = [&](const WeightRef& g) {
     if (!res_cur) {
       be_.memset_zero(res, size_t(T) * C * es);
       res_cur = res;
     }
-    be_.rms_norm({x, res_cur, x, g, T, C, eps});
+    if (x_pending)
+      be_.rms_norm({x, res_cur, x, g, T, C, eps});
+    else
+      be_.rms_norm({res_cur, nullptr, x, g, T, C, eps});
+    x_pending = false;
+  };
+  // A sub-layer's output projection: into the residual stream where the backend adds in place, else into x.
+  auto out_proj = [&](const void* in, const WeightRef& wt, const WeightRef& bias, int K) {
+    if (add_into_res && res_cur != nullptr && be_.matmul_add({in, wt, bias, res_cur, T, K, C})) return;
+    be_.matmul({in, wt, bias, x, T, K, C});
+    x_pending = true;
   };
   // y <- (rmsnorm(res_cur += x) * g) · Wᵀ + bias: one fused kernel where the backend takes it, else the pair.
   auto norm_matmul = [&](const WeightRef& g, const WeightRef& wt, const WeightRef& bias, void* y, int N) {
@@ -572,6 +587,7 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
       void* next = res_cur == res ? res2 : res;
       if (be_.rms_norm_matmul({x, res_cur, next, g, eps, wt, bias, y, T, C, N})) {
         res_cur = next;
+        x_pending = false;
         return;
       }
     }
@@ -612,16 +628,17 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
     ap.max_q_len = max_q_len;
     ap.max_kv_len = max_kv_len;
     be_.attention(ap);
-    be_.matmul({attn, w.o, w.o_bias, x, T, H * D, C});
+    out_proj(attn, w.o, w.o_bias, H * D);
     if (w.moe) {
       norm_in_place(w.post_norm);
-      moe_mlp(w, s, d, l, T);
+      moe_mlp(w, s, d, l, T);  // into x
+      x_pending = true;
     } else if (fuse_) {
       // Prefill: the gate|up GEMM with silu_mul in its epilogue where the backend has one (no gate_up bias).
       if (!fused_silu && be_.matmul_silu_mul != nullptr && w.gate_up_bias.data == nullptr) {
         norm_in_place(w.post_norm);
         if (be_.matmul_silu_mul({x, w.gate_up, up, T, C, I})) {
-          be_.matmul({up, w.down, w.down_bias, x, T, I, C});
+          out_proj(up, w.down, w.down_bias, I);
           continue;
         }
         be_.matmul({x, w.gate_up, w.gate_up_bias, gate, T, C, 2 * I});
@@ -629,18 +646,20 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
         norm_matmul(w.post_norm, w.gate_up, w.gate_up_bias, gate, 2 * I);
       }
       const void* up_half = static_cast<const char*>(gate) + size_t(I) * es;
-      if (!(fused_silu && be_.silu_mul_matmul({gate, up_half, 2 * I, w.down, w.down_bias, x, T, I, C}))) {
+      if (fused_silu && be_.silu_mul_matmul({gate, up_half, 2 * I, w.down, w.down_bias, x, T, I, C})) {
+        x_pending = true;
+      } else {
         SiluMulParams sm{gate, up_half, up, T, I};
         sm.ld = 2 * I;
         be_.silu_mul(sm);
-        be_.matmul({up, w.down, w.down_bias, x, T, I, C});
+        out_proj(up, w.down, w.down_bias, I);
       }
     } else {
       norm_in_place(w.post_norm);
       be_.matmul({x, w.gate, w.gate_bias, gate, T, C, I});
       be_.matmul({x, w.up, w.up_bias, up, T, C, I});
       be_.silu_mul({gate, up, gate, T, I});
-      be_.matmul({gate, w.down, w.down_bias, x, T, I, C});
+      out_proj(gate, w.down, w.down_bias, I);
     }
   }
   norm_in_place(final_norm_);

@@ -534,6 +534,42 @@ void test_matmul() {
   run_matmul({3, 64, 100, true, true, 1, 1}, r);
 }
 
+// matmul_add (y += x · Wᵀ + bias in place: the prefill o_proj / down_proj into the residual stream) against
+// the CPU's matmul plus the old y, in f32; each case twice, so the second call runs the tuned plan (the first
+// times the candidates on the call's own y, which must come back untouched).
+void test_matmul_add() {
+  Rng r(10);
+  struct AddCase { int T, K, N; bool bias; };
+  const AddCase cases[] = {{500, 1536, 1536, false}, {500, 8960, 1536, false}, {64, 896, 896, true}, {3, 64, 128, true},
+                           {1000, 896, 896, false}, {17, 64, 100, true}};
+  for (const AddCase& c : cases)
+    for (int rep = 0; rep < 2; rep++) {
+      std::string name = fmt("matmul_add T=%d K=%d N=%d%s #%d", c.T, c.K, c.N, c.bias ? " +bias" : "", rep);
+      guarded(name, [&] {
+        const float ws = 1.0f / std::sqrt(float(c.K));
+        Bf16 x = rand_bf16(size_t(c.T) * c.K, r);
+        Bf16 w = rand_bf16(size_t(c.N) * c.K, r, -ws, ws);
+        Bf16 b = rand_bf16(size_t(c.N), r, -0.5f, 0.5f);
+        const size_t ny = size_t(c.T) * c.N;
+        Bf16 y0 = rand_bf16(ny, r, -4.0f, 4.0f);
+        std::vector<float> ref(ny);
+        WeightRef cb = c.bias ? WeightRef{b.bits.data(), DType::BF16} : WeightRef{};
+        CPU->matmul({x.f.data(), {w.bits.data(), DType::BF16}, cb, ref.data(), c.T, c.K, c.N});
+        for (size_t i = 0; i < ny; i++) ref[i] += y0.f[i];
+        Placed pw(w.bits), pb(b.bits);
+        Dev dx(x.bits.size() * 2), dy(ny * 2);
+        upload(dx.p, x.bits);
+        upload(dy.p, y0.bits);
+        WeightRef gb = c.bias ? pb.w : WeightRef{};
+        if (!CU->matmul_add || !CU->matmul_add({dx.p, pw.w, gb, dy.p, c.T, c.K, c.N})) {
+          gpu_check::report(name, false, "matmul_add declined");
+          return;
+        }
+        check_rel(name, to_floats(download<uint16_t>(dy.p, ny)), ref, 2e-2);
+      });
+    }
+}
+
 // ---- logits_argmax ------------------------------------------------------------------------------------------
 
 void test_logits_argmax() {
@@ -666,6 +702,7 @@ int main() {
   test_silu_mul();
   test_silu_mul_strided();
   test_matmul();
+  test_matmul_add();
   test_logits_argmax();
   test_graph_capture();
 
