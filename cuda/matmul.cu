@@ -381,7 +381,17 @@ void matmul_cuda(const MatmulParams& p) {
   matmul_fallback<bf16>(p);
 }
 
+// SGL_MATMUL_ADD=0: decline, so the model runs matmul and folds the output in with rms_norm (the A/B switch).
+bool matmul_add_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("SGL_MATMUL_ADD");
+    return !(e != nullptr && e[0] == '0');
+  }();
+  return on;
+}
+
 bool matmul_add_cuda(const MatmulParams& p) {
+  if (!matmul_add_enabled()) return false;
   if (p.T <= 0 || p.N <= 0) return true;
   if (p.y_f32 || p.w.dtype != DType::BF16 || (p.bias.data && p.bias.dtype != DType::BF16) || p.K <= 0) return false;
 #if defined(SGL_WITH_CUBLAS)

@@ -19,6 +19,8 @@
 #   split: the wgmma prefill's split-KV for short prefills: attention_test (split on, the default), attention_bench
 #     short with SGL_PREFILL_SPLIT=0 / 1, the gte-Qwen2-1.5B single-request latency both ways, and one wave with
 #     its step timeline (encode-bench --timeline);
+#   radd: matmul_add (o_proj / down_proj into the residual stream): ops_test, the node GPU tests (pooled and
+#     model parity), then the gte-Qwen2-1.5B /encode bench with SGL_MATMUL_ADD=1 and 0, twice each;
 #   spin: the gte-Qwen2-1.5B /encode bench with the JS event loop's spin on and off (SGL_LOOP_SPIN), and one wave
 #     with the all-at-once client (--burst) and its timeline;
 #   bench: npm run bench:gpu
@@ -194,6 +196,16 @@ if has split; then
     done
     node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b split1" --embedding --device cuda --len 500 --count 512 --single 100 --warm-wave --timeline
   } 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/split-gte.txt"
+fi
+if has radd; then
+  harness ops-test.log build/ops_test
+  grep -E "matmul_add" "$OUT/ops-test.log" | head -14
+  node --test --test-concurrency=1 dist/test/gpu/*.test.js > "$OUT/node-gpu-tests.log" 2>&1 || rc=1
+  grep -E "^# (tests|pass|fail)|^not ok|PARITY" "$OUT/node-gpu-tests.log" | head -30
+  gte_model
+  for ma in 1 0 1 0; do
+    SGL_MATMUL_ADD=$ma node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b matmul_add$ma" --embedding --device cuda --len 500 --count 512 --single 100 --warm-wave
+  done 2>&1 | grep -E "^ENC|rror" | tee "$OUT/radd-gte.txt"
 fi
 if has spin; then
   gte_model
