@@ -371,8 +371,8 @@ struct Backend {
   // The prefill gate|up GEMM with silu_mul fused (null where the backend has none: the CPU, CUDA's float32
   // table); returns whether it enqueued the op.
   bool (*matmul_silu_mul)(const MatmulSiluMulParams&) = nullptr;
-  // y += x · Wᵀ (+ bias) in place, one rounding of the sum to the activation dtype (y_f32 unused): the prefill
-  // o_proj / down_proj writing straight into the residual stream, so the norm after them reads one tensor
+  // y += x · Wᵀ (+ bias) in place, one rounding of the sum to the activation dtype (y_f32 unused): a pooled
+  // model's prefill o_proj / down_proj writing straight into the residual stream, so the norm after them reads one tensor
   // instead of two and writes one instead of two. Returns whether it enqueued the op (false: the caller runs
   // matmul and folds the output in with rms_norm's residual). Null where the backend has none (the CPU,
   // CUDA's float32 table).

@@ -558,9 +558,13 @@ void LlamaModel::run(const DevMeta& d, Scratch& s, KvCache& kv, int B, int T, in
   void* res2 = s.res2.ensure(0);
   const bool fused_norm = fuse_ && be_.rms_norm_matmul != nullptr && res2 != nullptr && T <= kFusedMaxT;
   const bool fused_silu = fuse_ && be_.silu_mul_matmul != nullptr && T <= kFusedMaxT;
-  // Prefill on a backend with matmul_add: o_proj and down_proj add their outputs into the residual stream
-  // themselves (x_pending false after them), and the norm that follows only normalises it.
-  const bool add_into_res = fuse_ && be_.matmul_add != nullptr && T > kFusedMaxT;
+  // Pooled models' prefill on a backend with matmul_add: o_proj and down_proj add their outputs into the
+  // residual stream themselves (x_pending false after them), and the norm that follows only normalises it:
+  // the residual gets one rounding to bf16 instead of two (the GEMM's output, then the sum). Generation models
+  // keep the two roundings: their decode steps (the fused rms_norm_matmul GEMVs) round that way, and a token's
+  // prefill and decode must agree (radix cache, batch invariance); with matmul_add a near-tied greedy choice
+  // of qwen2-tiny (top-2 margin 0.06) flipped between a cold prefill and a cached one (H100, 2026-12-07).
+  const bool add_into_res = fuse_ && be_.matmul_add != nullptr && T > kFusedMaxT && c.is_pooled();
   bool x_pending = true;  // x holds a sub-layer's output (the embedding at first) not yet in the stream
   // x <- rmsnorm(res_cur += x) * g, in place (Backend::rms_norm with the residual); with nothing pending,
   // x <- rmsnorm(res_cur) * g.
