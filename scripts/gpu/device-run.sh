@@ -21,6 +21,9 @@
 #     its step timeline (encode-bench --timeline);
 #   radd: matmul_add (o_proj / down_proj into the residual stream): ops_test, the node GPU tests (pooled and
 #     model parity), then the gte-Qwen2-1.5B /encode bench with SGL_MATMUL_ADD=1 and 0, twice each;
+#   goals: the /encode goals with the defaults: gte-Qwen2-1.5B three encode-bench runs and a probe, with the
+#     GPU's SM clock, power and temperature sampled every 200 ms meanwhile (gte-clocks.csv), then
+#     bge-reranker-v2-m3 (one encode-bench run);
 #   spin: the gte-Qwen2-1.5B /encode bench with the JS event loop's spin on and off (SGL_LOOP_SPIN), and one wave
 #     with the all-at-once client (--burst) and its timeline;
 #   bench: npm run bench:gpu
@@ -196,6 +199,23 @@ if has split; then
     done
     node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b split1" --embedding --device cuda --len 500 --count 512 --single 100 --warm-wave --timeline
   } 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/split-gte.txt"
+fi
+if has goals; then
+  gte_model
+  nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu --format=csv -lms 200 > "$OUT/gte-clocks.csv" 2>&1 &
+  smi=$!
+  {
+    for i in 1 2 3; do
+      node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b run$i" --embedding --device cuda --len 500 --count 512 --single 100 --warm-wave
+    done
+    node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b" --embedding --device cuda --len 500 --n 100 --overlap
+  } 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/goals.txt"
+  kill $smi 2>/dev/null
+  r=/tmp/sgl-models/bge-reranker-v2-m3
+  [[ -f $r/config.json ]] || python3 bench/make_random_model.py --shape bge-reranker-v2-m3 --out $r --device cuda \
+    --tokenizer-dir test/fixtures/models/xlmr-reranker-tiny >&2
+  node dist/bench/encode-bench.js --model $r --name bge-reranker-v2-m3 --device cuda --len 500 --count 512 --single 100 --warm-wave \
+    2>&1 | grep -E "^ENC|rror" | tee -a "$OUT/goals.txt"
 fi
 if has radd; then
   harness ops-test.log build/ops_test
