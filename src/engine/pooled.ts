@@ -2,7 +2,9 @@
 // native engine returns the pooled row in the request's finishing event: the last prompt token's
 // final-norm hidden state for an embedding model, the classifier's outputs for a sequence classifier
 // (at the last token for a reward model, at <s> for a cross-encoder). Embeddings are L2-normalised here,
-// as SGLang's pooler normalises them; classifier outputs stay raw (a reward, a rerank logit).
+// as SGLang's pooler normalises them, and rounded to float32 (what the row is and what the gRPC API carries:
+// src/http/number-json.ts writes float32-exact arrays with float32's shortest digits); classifier outputs
+// stay raw (a reward, a rerank logit).
 import type { NativeStepOutput } from '../native/addon.js';
 
 export interface PooledResult {
@@ -35,7 +37,7 @@ interface Pending {
 
 const FINISH_ABORT = 3;
 
-/** L2 normalisation in double (a zero vector stays zero). */
+/** L2 normalisation in double, each result rounded to float32 (a zero vector stays zero). */
 export function l2Normalize(v: ArrayLike<number>): number[] {
   let ss = 0;
   for (let i = 0; i < v.length; i++) ss += (v[i] as number) * (v[i] as number);
@@ -43,7 +45,7 @@ export function l2Normalize(v: ArrayLike<number>): number[] {
   // A push loop keeps the array packed (fast for JSON.stringify) and avoids Array.from's per-element mapping
   // callback, which V8 runs several times slower on a 1,536-float row.
   const out: number[] = [];
-  for (let i = 0; i < v.length; i++) out.push((v[i] as number) * inv);
+  for (let i = 0; i < v.length; i++) out.push(Math.fround((v[i] as number) * inv));
   return out;
 }
 
