@@ -97,8 +97,8 @@ export function registerRoutes(app: FastifyInstance, runtime: RuntimeService, op
 
   // Pooled models (--is-embedding, reward models, cross-encoders). On a generation model each answers 400
   // with SGLang's "does not appear to be an embedding model" message.
-  // Their embeddings go out through jsonBody (number-json.ts): JSON.stringify's bytes, the long number arrays
-  // written by the addon.
+  // Their embeddings go out through jsonBody (number-json.ts): the long number arrays written by the addon,
+  // float32 rows (embeddings) with float32's shortest digits, other numbers as JSON.stringify writes them.
   const json = (reply: FastifyReply, body: unknown) => reply.type('application/json; charset=utf-8').send(jsonBody(body));
   const encode = async (request: FastifyRequest, reply: FastifyReply) => json(reply, await runtime.encode(request.body as EncodeReq));
   const classify = async (request: FastifyRequest, reply: FastifyReply) => json(reply, await runtime.classify(request.body as EncodeReq));

@@ -271,8 +271,10 @@ export interface NativeAddon {
   /**
    * The JSON text of the numbers ("[a,b,...]", byte for byte what JSON.stringify writes for them) in out's
    * first bytes; returns their count, or -1 when out is too small (27 bytes a number + 2 always suffice).
+   * float32: each value as a float32, in float32's shortest round-trip digits (Number.prototype.toString's
+   * layout), for rows that are float32 values (embeddings).
    */
-  formatNumberArray(values: Float64Array, out: Uint8Array): number;
+  formatNumberArray(values: Float64Array, out: Uint8Array, float32?: boolean): number;
   cudaCompiled: boolean;
   cudaDeviceCount?: () => number;
   cudaDeviceName?: () => string | null;
