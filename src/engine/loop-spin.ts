@@ -12,6 +12,11 @@ export class LoopSpin {
   /** holdMs: how long the loop keeps polling after the last touch(). */
   constructor(private readonly holdMs: number) {}
 
+  /** Whether the loop is being kept polling now. */
+  get active(): boolean {
+    return this.spinning;
+  }
+
   /** Engine activity (a submission, a step's events): poll until holdMs after now. */
   touch(): void {
     this.deadline = performance.now() + this.holdMs;
