@@ -234,8 +234,8 @@ if has spin; then
       SGL_LOOP_SPIN=$sp node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b loopspin$sp" --embedding --device cuda --len 500 --count 512 --single 100 --warm-wave
       SGL_LOOP_SPIN=$sp node dist/bench/encode-probe.js --model $m --name "gte-qwen2-1.5b loopspin$sp" --embedding --device cuda --len 500 --n 100 --overlap
     done
-    node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b sliced" --embedding --device cuda --len 500 --count 512 --single 0 --warm-wave --timeline | head -4
-    node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b burst" --embedding --device cuda --len 500 --count 512 --single 0 --warm-wave --timeline --burst | head -4
+    node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b sliced" --embedding --device cuda --len 500 --count 512 --single 0 --warm-wave --timeline | sed -n 1,4p
+    node dist/bench/encode-bench.js --model $m --name "gte-qwen2-1.5b burst" --embedding --device cuda --len 500 --count 512 --single 0 --warm-wave --timeline --burst | sed -n 1,4p
   } 2>&1 | grep -E "^PROBE|^ENC|rror" | tee "$OUT/spin-gte.txt"
 fi
 if has bench; then
