@@ -10,15 +10,20 @@ import { l2Normalize } from '../../src/engine/pooled.js';
 
 const addon = loadAddon();
 
-/** xorshift64* doubles: random bit patterns (every exponent), unit-scale normals, f32 values, integers. */
-function sampleDoubles(n: number, seed: bigint): number[] {
+/** A xorshift64* stream of 64-bit values from seed. */
+function xorshift64star(seed: bigint): () => bigint {
   let s = seed;
-  const next = () => {
+  return () => {
     s ^= s >> 12n;
     s ^= (s << 25n) & 0xffffffffffffffffn;
     s ^= s >> 27n;
     return (s * 0x2545f4914f6cdd1dn) & 0xffffffffffffffffn;
   };
+}
+
+/** xorshift64* doubles: random bit patterns (every exponent), unit-scale normals, f32 values, integers. */
+function sampleDoubles(n: number, seed: bigint): number[] {
+  const next = xorshift64star(seed);
   const buf = new DataView(new ArrayBuffer(8));
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -91,13 +96,7 @@ test('jsonBody gives JSON.stringify\'s bytes for pooled responses (single, batch
 
 /** float32 values: Math.fround of doubles over 1e-10..1e10, every float exponent, subnormals, any float bits. */
 function sampleFloat32s(n: number, seed: bigint): number[] {
-  let s = seed;
-  const next = () => {
-    s ^= s >> 12n;
-    s ^= (s << 25n) & 0xffffffffffffffffn;
-    s ^= s >> 27n;
-    return (s * 0x2545f4914f6cdd1dn) & 0xffffffffffffffffn;
-  };
+  const next = xorshift64star(seed);
   const f32 = new DataView(new ArrayBuffer(4));
   const out: number[] = [];
   for (let i = 0; i < n; i++) {
